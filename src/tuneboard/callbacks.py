@@ -1,0 +1,135 @@
+"""Trainer callbacks: the JSON-lines log, the one progress bar, and Ctrl-C -> checkpoint -> clean exit.
+
+Training layer (used by train.py only).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+LOG_FILE = "trainer_log.jsonl"
+
+
+class TokenCounter:
+    """Filled by the trainer's loss: tokens seen and trained since the start (this process)."""
+
+    def __init__(self) -> None:
+        self.tokens = 0
+        self.trained = 0
+
+
+class JsonlLogger(TrainerCallback):
+    """One JSON line per logging step (and per evaluation) in output_dir/trainer_log.jsonl; rank 0 only."""
+
+    def __init__(self, output_dir: str, counter: TokenCounter) -> None:
+        self.path = Path(output_dir) / LOG_FILE
+        self.counter = counter
+        self.start = time.time()
+        self.last_tokens = 0
+        self.last_time = self.start
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = self.last_time = time.time()
+        if state.is_world_process_zero and not args.resume_from_checkpoint:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists() and state.global_step == 0:
+                self.path.unlink()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        now = time.time()
+        elapsed = now - self.start
+        step, total = state.global_step, state.max_steps
+        done_this_run = max(step - getattr(state, "_tb_first_step", 0), 1)
+        remaining = elapsed / done_this_run * max(total - step, 0)
+        rec: dict[str, Any] = {"step": step, "total_steps": total, "epoch": round(state.epoch or 0, 4)}
+        if "loss" in logs:
+            rec["loss"] = round(float(logs["loss"]), 6)
+            rec["lr"] = logs.get("learning_rate")
+            if logs.get("grad_norm") is not None:
+                rec["grad_norm"] = round(float(logs["grad_norm"]), 6)
+            dt = max(now - self.last_time, 1e-9)
+            rec["tokens_per_second"] = round((self.counter.tokens - self.last_tokens) / dt, 2)
+            self.last_tokens, self.last_time = self.counter.tokens, now
+        if "eval_loss" in logs:
+            rec["eval_loss"] = round(float(logs["eval_loss"]), 6)
+            rec["eval_perplexity"] = round(math.exp(min(float(logs["eval_loss"]), 50)), 4)
+        if len(rec) == 3:
+            return
+        rec["elapsed"] = round(elapsed, 2)
+        rec["remaining"] = round(remaining, 2)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(rec) + "\n")
+
+
+class ProgressBar(TrainerCallback):
+    """A single tqdm bar with loss, learning rate and time left (replaces the Trainer's printer)."""
+
+    def __init__(self) -> None:
+        self.bar = None
+        self.loss = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        state._tb_first_step = state.global_step
+        if state.is_world_process_zero:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train", dynamic_ncols=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.bar is None or not logs:
+            return
+        post = {}
+        if "loss" in logs:
+            post["loss"] = f"{logs['loss']:.4f}"
+            post["lr"] = f"{logs.get('learning_rate', 0):.2e}"
+        if "eval_loss" in logs:
+            post["eval_loss"] = f"{logs['eval_loss']:.4f}"
+        if post:
+            self.bar.set_postfix(post, refresh=True)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class Interrupt(TrainerCallback):
+    """First Ctrl-C (or SIGTERM): save a checkpoint at the end of the current step and stop cleanly."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame):
+        if self.requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping: saving a checkpoint after this step (Ctrl-C again to abort now)", file=sys.stderr)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.requested:
+            control.should_save = True
+            control.should_training_stop = True
+        return control

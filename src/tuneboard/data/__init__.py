@@ -1,0 +1,1 @@
+"""Data layer: registry -> read -> Conversation -> template -> tokens + labels -> batches."""

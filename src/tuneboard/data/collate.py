@@ -1,0 +1,102 @@
+"""Batches: right-padded rows, or padding-free rows (samples concatenated, attention kept inside each sample).
+
+Data layer, last step of the flow. Padding-free rows carry `position_ids` restarting at 0 per sample and,
+for SDPA/eager attention, an explicit 4D block-diagonal causal mask: on CPU SDPA, restarting
+position_ids alone does NOT stop attention from crossing samples (measured, see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from .tokenize import IGNORE
+
+
+@dataclass
+class PadCollator:
+    pad_id: int
+    pad_to_multiple_of: int | None = 8
+
+    def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, Any]:
+        import torch
+
+        longest = max(len(f["input_ids"]) for f in features)
+        m = self.pad_to_multiple_of
+        if m:
+            longest = (longest + m - 1) // m * m
+        n = len(features)
+        ids = torch.full((n, longest), self.pad_id, dtype=torch.long)
+        labels = torch.full((n, longest), IGNORE, dtype=torch.long)
+        mask = torch.zeros((n, longest), dtype=torch.long)
+        for i, f in enumerate(features):
+            k = len(f["input_ids"])
+            ids[i, :k] = torch.tensor(f["input_ids"])
+            labels[i, :k] = torch.tensor(f["labels"])
+            mask[i, :k] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def block_causal_mask(lengths: list[int], dtype: Any) -> Any:
+    """[1, 1, T, T] additive mask: causal within each sample, blocked across samples."""
+    import torch
+
+    total = sum(lengths)
+    seg = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    same = seg[:, None] == seg[None, :]
+    causal = torch.ones(total, total, dtype=torch.bool).tril()
+    allowed = same & causal
+    mask = torch.zeros(total, total, dtype=dtype)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask[None, None]
+
+
+@dataclass
+class PaddingFreeCollator:
+    """One row per batch. `flash` (flash-attention 2 on GPU) uses position_ids alone: it finds the boundaries."""
+
+    flash: bool = False
+
+    def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, Any]:
+        import torch
+
+        ids: list[int] = []
+        labels: list[int] = []
+        pos: list[int] = []
+        lengths = []
+        samples = [s for f in features for s in (f["samples"] if "samples" in f else [f])]
+        for f in samples:
+            k = len(f["input_ids"])
+            ids += f["input_ids"]
+            # the first token of a sample is never a target (it would be predicted from the previous sample)
+            labels += [IGNORE] + list(f["labels"][1:])
+            pos += list(range(k))
+            lengths.append(k)
+        batch = {
+            "input_ids": torch.tensor([ids], dtype=torch.long),
+            "labels": torch.tensor([labels], dtype=torch.long),
+            "position_ids": torch.tensor([pos], dtype=torch.long),
+        }
+        if not self.flash:
+            batch["attention_mask"] = block_causal_mask(lengths, torch.float32)
+        return batch
+
+
+def pack_groups(lengths: list[int], cutoff_len: int, seed: int) -> list[list[int]]:
+    """`packing: true`: sample indices grouped so each group fills up to cutoff_len tokens (first-fit decreasing)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    bins: list[list[int]] = []
+    room: list[int] = []
+    for i in order:
+        n = lengths[i]
+        for b, free in enumerate(room):
+            if n <= free:
+                bins[b].append(i)
+                room[b] -= n
+                break
+        else:
+            bins.append([i])
+            room.append(cutoff_len - n)
+    random.Random(seed).shuffle(bins)
+    return bins

@@ -1,0 +1,194 @@
+"""Alpaca / ShareGPT / OpenAI records -> one `Conversation` (system, tools, alternating turns).
+
+Data layer, step 3 of the flow (registry -> read -> *to Conversation* -> template -> tokens).
+Rule: a non-empty standard field present in a record reaches the conversation, columns map or not.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import DataError
+
+USER, ASSISTANT, OBSERVATION, FUNCTION = "user", "assistant", "observation", "function"
+PROMPT_ROLES = (USER, OBSERVATION)
+REPLY_ROLES = (ASSISTANT, FUNCTION)
+
+ALPACA_COLUMNS = {
+    "prompt": "instruction",
+    "query": "input",
+    "response": "output",
+    "history": "history",
+    "system": "system",
+    "tools": "tools",
+}
+SHAREGPT_COLUMNS = {"messages": "conversations", "system": "system", "tools": "tools"}
+OPENAI_COLUMNS = {"messages": "messages", "system": "system", "tools": "tools"}
+SHAREGPT_TAGS = {
+    "role_tag": "from",
+    "content_tag": "value",
+    "user_tag": "human",
+    "assistant_tag": "gpt",
+    "observation_tag": "observation",
+    "function_tag": "function_call",
+    "system_tag": "system",
+}
+OPENAI_TAGS = {
+    "role_tag": "role",
+    "content_tag": "content",
+    "user_tag": "user",
+    "assistant_tag": "assistant",
+    "observation_tag": "tool",
+    "function_tag": "function",
+    "system_tag": "system",
+}
+FORMATTINGS = ("alpaca", "sharegpt", "openai")
+
+
+@dataclass
+class Message:
+    role: str
+    content: str
+
+
+@dataclass
+class Conversation:
+    """What every format becomes: an optional system prompt and tools, then prompt/reply pairs."""
+
+    messages: list[Message]
+    system: str = ""
+    tools: str = ""
+    source: str = field(default="", compare=False)
+
+    @property
+    def turns(self) -> list[tuple[Message, Message]]:
+        return [(self.messages[i], self.messages[i + 1]) for i in range(0, len(self.messages) - 1, 2)]
+
+
+def default_columns(formatting: str) -> dict[str, str]:
+    return dict({"alpaca": ALPACA_COLUMNS, "sharegpt": SHAREGPT_COLUMNS, "openai": OPENAI_COLUMNS}[formatting])
+
+
+def default_tags(formatting: str) -> dict[str, str]:
+    return dict(OPENAI_TAGS if formatting == "openai" else SHAREGPT_TAGS)
+
+
+def effective_columns(formatting: str, columns: dict[str, str] | None) -> dict[str, str]:
+    """The entry's columns on top of the standard names, so unmapped standard fields are still read."""
+    merged = default_columns(formatting)
+    merged.update(columns or {})
+    return merged
+
+
+def _text(record: dict[str, Any], key: str | None, where: str, required: bool = False) -> str:
+    if not key or key not in record or record[key] is None:
+        if required:
+            raise DataError(f"{where}: missing required field '{key}'")
+        return ""
+    value = record[key]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        raise DataError(f"{where}: field '{key}' must be a string, got {type(value).__name__}")
+    return value
+
+
+def _tools(record: dict[str, Any], key: str | None, where: str) -> str:
+    value = record.get(key) if key else None
+    if value is None or value == "":
+        return ""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    if not isinstance(value, str):
+        raise DataError(f"{where}: field '{key}' must be a JSON string or list, got {type(value).__name__}")
+    return value
+
+
+def from_alpaca(record: dict[str, Any], columns: dict[str, str], where: str) -> Conversation:
+    prompt = _text(record, columns.get("prompt"), where)
+    query = _text(record, columns.get("query"), where)
+    response_key = columns.get("response")
+    response = _text(record, response_key, where, required=True)
+    user = "\n".join(part for part in (prompt, query) if part)
+    if not user:
+        raise DataError(f"{where}: field '{columns.get('prompt')}' and '{columns.get('query')}' are both empty")
+    messages: list[Message] = []
+    history_key = columns.get("history")
+    history = record.get(history_key) if history_key else None
+    if history:
+        if not isinstance(history, list):
+            raise DataError(f"{where}: field '{history_key}' must be a list of [user, assistant] pairs")
+        for k, pair in enumerate(history):
+            ok = isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(p, str) for p in pair)
+            if not ok:
+                raise DataError(f"{where}: field '{history_key}[{k}]' must be a pair of strings [user, assistant]")
+            messages += [Message(USER, pair[0]), Message(ASSISTANT, pair[1])]
+    messages += [Message(USER, user), Message(ASSISTANT, response)]
+    return Conversation(
+        messages=messages,
+        system=_text(record, columns.get("system"), where),
+        tools=_tools(record, columns.get("tools"), where),
+        source=where,
+    )
+
+
+def from_sharegpt(
+    record: dict[str, Any], columns: dict[str, str], tags: dict[str, str], where: str
+) -> Conversation:
+    key = columns.get("messages", "conversations")
+    raw = record.get(key)
+    if raw is None:
+        raise DataError(f"{where}: missing required field '{key}'")
+    if not isinstance(raw, list) or not raw:
+        raise DataError(f"{where}: field '{key}' must be a non-empty list of messages")
+    role_tag, content_tag = tags["role_tag"], tags["content_tag"]
+    roles = {
+        tags["user_tag"]: USER,
+        tags["assistant_tag"]: ASSISTANT,
+        tags["observation_tag"]: OBSERVATION,
+        tags["function_tag"]: FUNCTION,
+    }
+    system = _text(record, columns.get("system"), where)
+    messages: list[Message] = []
+    for k, msg in enumerate(raw):
+        at = f"{where}: field '{key}[{k}]'"
+        if not isinstance(msg, dict):
+            raise DataError(f"{at} must be an object with '{role_tag}' and '{content_tag}'")
+        role = msg.get(role_tag)
+        content = msg.get(content_tag)
+        if content is None and role in roles and "tool_calls" in msg:
+            content = json.dumps(msg["tool_calls"], ensure_ascii=False)
+        if not isinstance(content, str):
+            raise DataError(f"{at}.{content_tag} must be a string, got {type(content).__name__}")
+        if role == tags["system_tag"] and k == 0:
+            system = content if not system else f"{system}\n{content}"
+            continue
+        if role not in roles:
+            known = ", ".join(repr(r) for r in (*roles, tags["system_tag"]))
+            raise DataError(f"{at}.{role_tag} is {role!r}; expected one of {known} (system only first)")
+        messages.append(Message(roles[role], content))
+    for k, msg in enumerate(messages):
+        expected = PROMPT_ROLES if k % 2 == 0 else REPLY_ROLES
+        if msg.role not in expected:
+            want = "user/observation" if k % 2 == 0 else "assistant/function"
+            raise DataError(f"{where}: field '{key}': message {k} is {msg.role}, expected {want} (roles must alternate)")
+    if len(messages) % 2:
+        raise DataError(f"{where}: field '{key}' ends with a {messages[-1].role} message; it must end with a reply")
+    return Conversation(messages, system=system, tools=_tools(record, columns.get("tools"), where), source=where)
+
+
+def to_conversation(
+    record: Any, formatting: str, columns: dict[str, str], tags: dict[str, str], where: str
+) -> Conversation:
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: expected an object, got {type(record).__name__}")
+    if formatting == "alpaca":
+        return from_alpaca(record, columns, where)
+    return from_sharegpt(record, columns, tags, where)
+
+
+def mapped_fields(formatting: str, columns: dict[str, str], tags: dict[str, str]) -> set[str]:
+    """Record fields that reach the conversation; `data check` reports every other non-empty field."""
+    return {v for v in columns.values() if v}

@@ -1,0 +1,237 @@
+"""The data flow in one call: registry -> read -> Conversation -> split -> tokens (cached on disk).
+
+Data layer entry point used by train, evaluate and the `data` commands.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+from .formats import Conversation, default_tags, effective_columns, to_conversation
+from .registry import DatasetSpec, resolve
+from .readers import read_records
+from .tokenize import EncodeStats, encode
+
+CACHE_VERSION = "1"
+
+
+def sniff_formatting(spec: DatasetSpec, records: list[Any]) -> DatasetSpec:
+    """A file passed by path has no entry: recognise ShareGPT / OpenAI records by their fields."""
+    if spec.declared_columns is not None or not records or not isinstance(records[0], dict):
+        return spec
+    first = records[0]
+    fmt = spec.formatting
+    if "conversations" in first:
+        fmt = "sharegpt"
+    elif "messages" in first:
+        fmt = "openai" if isinstance(first["messages"], list) and "role" in (first["messages"] or [{}])[0] else "sharegpt"
+        if fmt == "sharegpt":
+            spec.columns = effective_columns("sharegpt", {"messages": "messages"})
+            spec.tags = default_tags("sharegpt")
+            spec.formatting = fmt
+            return spec
+    if fmt != spec.formatting:
+        spec.formatting, spec.columns, spec.tags = fmt, effective_columns(fmt, None), default_tags(fmt)
+    return spec
+
+
+def load_spec(spec: DatasetSpec, max_samples: int | None = None) -> list[Conversation]:
+    records = read_records(spec)
+    spec = sniff_formatting(spec, records)
+    if spec.num_samples:
+        records = records[: spec.num_samples]
+    if max_samples:
+        records = records[:max_samples]
+    where = spec.path if spec.load_from == "file" else f"dataset '{spec.name}'"
+    convs = [
+        to_conversation(rec, spec.formatting, spec.columns, spec.tags, f"{where}: record {i}")
+        for i, rec in enumerate(records)
+    ]
+    if not convs:
+        raise DataError(f"{where}: no records")
+    return convs
+
+
+def load_conversations(
+    names: list[str], dataset_dir: str | Path, max_samples: int | None = None
+) -> tuple[list[Conversation], list[DatasetSpec]]:
+    specs = resolve(names, dataset_dir)
+    convs: list[Conversation] = []
+    for spec in specs:
+        convs += load_spec(spec, max_samples)
+    return convs, specs
+
+
+def split(convs: list[Conversation], val_size: float, seed: int) -> tuple[list[Conversation], list[Conversation]]:
+    """Deterministic shuffle under `seed`; `val_size` is a fraction (<1) or a record count."""
+    if not val_size:
+        return convs, []
+    n_val = int(val_size) if val_size >= 1 else max(1, round(len(convs) * val_size))
+    if n_val >= len(convs):
+        raise DataError(f"val_size {val_size} leaves no training records (there are {len(convs)})")
+    order = list(range(len(convs)))
+    random.Random(seed).shuffle(order)
+    val_idx = set(order[:n_val])
+    return [c for i, c in enumerate(convs) if i not in val_idx], [convs[i] for i in sorted(val_idx)]
+
+
+@dataclass
+class TokenizedSet:
+    """Variable-length samples stored flat (no padding), as numpy arrays for cheap caching."""
+
+    ids: np.ndarray
+    labels: np.ndarray
+    offsets: np.ndarray  # len = n + 1
+    stats: EncodeStats = field(default_factory=EncodeStats)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> dict[str, list[int]]:
+        a, b = self.offsets[i], self.offsets[i + 1]
+        return {"input_ids": self.ids[a:b].tolist(), "labels": self.labels[a:b].tolist()}
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @classmethod
+    def from_lists(cls, enc: dict[str, list[list[int]]], stats: EncodeStats) -> TokenizedSet:
+        lengths = [len(x) for x in enc["input_ids"]]
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        flat = lambda rows: np.fromiter((t for r in rows for t in r), dtype=np.int32, count=int(offsets[-1]))  # noqa: E731
+        return cls(flat(enc["input_ids"]), flat(enc["labels"]), offsets, stats)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
+        stats = json.dumps(self.stats.__dict__)
+        np.savez(tmp, ids=self.ids, labels=self.labels, offsets=self.offsets, stats=np.array(stats))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> TokenizedSet:
+        with np.load(path, allow_pickle=False) as z:
+            stats = EncodeStats(**json.loads(str(z["stats"])))
+            return cls(z["ids"], z["labels"], z["offsets"], stats)
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "tuneboard" / "tokenized"
+
+
+def _fingerprint(convs: list[Conversation], template: Any, tokenizer: Any, settings: dict[str, Any]) -> str:
+    h = hashlib.sha256(CACHE_VERSION.encode())
+    h.update(repr(template).encode())
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    h.update(backend.to_str().encode() if backend is not None else repr(tokenizer).encode())
+    for c in convs:
+        h.update(json.dumps([c.system, c.tools, [(m.role, m.content) for m in c.messages]], ensure_ascii=False).encode())
+    return h.hexdigest()[:24]
+
+
+def _encode_chunk(args: tuple) -> tuple[dict[str, list[list[int]]], EncodeStats]:
+    convs, template, tokenizer, kwargs = args
+    return encode(convs, template, tokenizer, **kwargs)
+
+
+def tokenize(
+    convs: list[Conversation],
+    template: Any,
+    tokenizer: Any,
+    cutoff_len: int,
+    train_on_prompt: bool = False,
+    mask_history: bool = False,
+    num_workers: int | None = None,
+    overwrite_cache: bool = False,
+    use_cache: bool = True,
+) -> TokenizedSet:
+    settings = dict(cutoff_len=cutoff_len, train_on_prompt=train_on_prompt, mask_history=mask_history)
+    path = cache_dir() / f"{_fingerprint(convs, template, tokenizer, settings)}.npz"
+    if use_cache and path.exists() and not overwrite_cache:
+        try:
+            return TokenizedSet.load(path)
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache entry is rebuilt
+    chunk = 2000
+    jobs = [(convs[i : i + chunk], template, tokenizer, settings) for i in range(0, len(convs), chunk)]
+    if num_workers and num_workers > 1 and len(jobs) > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("fork").Pool(min(num_workers, len(jobs))) as pool:
+            results = pool.map(_encode_chunk, jobs)
+    else:
+        results = [_encode_chunk(j) for j in jobs]
+    merged: dict[str, list[list[int]]] = {"input_ids": [], "labels": []}
+    stats = EncodeStats()
+    for enc, st in results:
+        merged["input_ids"] += enc["input_ids"]
+        merged["labels"] += enc["labels"]
+        stats.add(st)
+    out = TokenizedSet.from_lists(merged, stats)
+    if use_cache:
+        try:
+            out.save(path)
+        except OSError:
+            pass  # caching is an optimisation; a read-only cache dir must not stop training
+    return out
+
+
+class PackedSet:
+    """`packing: true`: each item is a group of samples filling up to cutoff_len (collated padding-free)."""
+
+    def __init__(self, base: TokenizedSet, groups: list[list[int]]) -> None:
+        self.base, self.groups, self.stats = base, groups, base.stats
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"samples": [self.base[j] for j in self.groups[i]]}
+
+
+@dataclass
+class DataBundle:
+    train: Any
+    eval: Any | None
+    template_name: str
+    padding_free: bool
+
+
+def prepare_datasets(cfg: Any, tokenizer: Any, template: Any) -> DataBundle:
+    """Training and evaluation sets from the config: load, split, tokenize (cached), optionally pack."""
+    from .collate import pack_groups
+
+    convs, _ = load_conversations(cfg.datasets, cfg.dataset_dir, cfg.max_samples)
+    train_convs, val_convs = split(convs, cfg.val_size, cfg.seed)
+    if cfg.eval_datasets:
+        val_convs, _ = load_conversations(cfg.eval_datasets, cfg.dataset_dir, cfg.max_samples)
+    kw = dict(
+        cutoff_len=cfg.cutoff_len,
+        train_on_prompt=cfg.train_on_prompt,
+        mask_history=cfg.mask_history,
+        num_workers=cfg.preprocessing_num_workers,
+        overwrite_cache=cfg.overwrite_cache,
+    )
+    train = tokenize(train_convs, template, tokenizer, **kw)
+    if len(train) == 0:
+        raise DataError(
+            f"no training samples left: all {train.stats.records} records lost every trained token to "
+            f"cutoff_len={cfg.cutoff_len} (e.g. {', '.join(train.stats.dropped_examples[:2])})"
+        )
+    eval_set = tokenize(val_convs, template, tokenizer, **kw) if val_convs else None
+    if cfg.packing:
+        train = PackedSet(train, pack_groups(train.lengths().tolist(), cfg.cutoff_len, cfg.seed))
+    name = getattr(template, "name", "auto")
+    return DataBundle(train, eval_set, name, cfg.packing or cfg.padding_free)

@@ -1,0 +1,117 @@
+"""Raw records from a file (.json array, .jsonl, .csv, .parquet), a folder of those, or a hub dataset.
+
+Data layer, step 2 of the flow (registry -> *read* -> to Conversation). Errors name file, line, column.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError
+from .registry import DATA_SUFFIXES, DatasetSpec, json_error
+
+
+def _text(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, expected a data file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(f"{path}: not valid UTF-8 (line {line}, byte offset {exc.start}); save it as UTF-8") from None
+
+
+def read_json(path: Path) -> list[Any]:
+    text = _text(path)
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data" and text.lstrip().startswith("{"):
+            return read_jsonl(path, text)  # a .json file that holds JSON lines
+        raise json_error(path, text, exc) from None
+    if isinstance(data, dict):
+        for value in data.values():  # {"train": [...]}-style wrappers are common
+            if isinstance(value, list) and len(data) == 1:
+                return value
+        raise DataError(f"{path}: expected a JSON array of records at the top level, got an object")
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON array of records at the top level, got {type(data).__name__}")
+    return data
+
+
+def read_jsonl(path: Path, text: str | None = None) -> list[Any]:
+    text = _text(path) if text is None else text
+    records = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: invalid JSON at line {lineno}, column {exc.colno}: {exc.msg}") from None
+    return records
+
+
+def read_csv(path: Path) -> list[Any]:
+    text = _text(path)
+    return [dict(row) for row in csv.DictReader(text.splitlines())]
+
+
+def read_parquet(path: Path) -> list[Any]:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pylist()
+    except Exception as exc:  # pyarrow raises several types for a broken file
+        raise DataError(f"{path}: cannot read as parquet ({exc})") from None
+
+
+READERS = {".json": read_json, ".jsonl": read_jsonl, ".csv": read_csv, ".parquet": read_parquet}
+
+
+def read_file(path: Path) -> list[Any]:
+    if not path.exists():
+        raise DataError(f"{path}: data file not found")
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in DATA_SUFFIXES and not p.name.startswith("."))
+        if not files:
+            raise DataError(f"{path}: the folder holds no .json/.jsonl/.csv/.parquet files")
+        return [rec for f in files for rec in read_file(f)]
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise DataError(f"{path}: unsupported file type '{path.suffix}'; use {', '.join(DATA_SUFFIXES)}")
+    return reader(path)
+
+
+def read_hub(spec: DatasetSpec) -> list[Any]:
+    """Download through `datasets` (HF) or ModelScope; the one place hub data is fetched."""
+    if spec.load_from == "ms_hub":
+        try:
+            from modelscope import MsDataset
+        except ImportError:
+            raise DataError(f"dataset '{spec.name}': ModelScope is not installed (pip install modelscope)") from None
+        ds = MsDataset.load(spec.path, subset_name=spec.subset, split=spec.split, data_dir=spec.folder)
+        ds = ds.to_hf_dataset() if hasattr(ds, "to_hf_dataset") else ds
+        return list(ds)
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(spec.path, name=spec.subset, split=spec.split, data_dir=spec.folder)
+    except Exception as exc:  # network, auth and not-found errors all arrive here
+        raise DataError(f"dataset '{spec.name}': cannot load '{spec.path}' from the Hugging Face hub ({exc})") from None
+    return list(ds)
+
+
+def read_records(spec: DatasetSpec) -> list[Any]:
+    if spec.load_from == "file":
+        return read_file(Path(spec.path))
+    return read_hub(spec)

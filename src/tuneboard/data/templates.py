@@ -1,0 +1,424 @@
+"""Named chat templates: a `Conversation` -> text segments, each marked trained or not.
+
+Data layer, step 4 of the flow. The rendered text of a named template equals the model family's
+official chat template character for character (deviations are listed in each template's `notes`);
+`tokenize.py` turns the segments into labels. "auto" (the tokenizer's own Jinja template) is in jinja.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError
+from .formats import ASSISTANT, FUNCTION, OBSERVATION, PROMPT_ROLES, USER, Conversation
+
+_PLACEHOLDER = re.compile(r"\{(content|system|eos)\}")
+
+
+def substitute(fmt: str, **values: str) -> str:
+    """Fill `{content}`, `{system}`, `{eos}` in one pass, so text that itself contains braces is never re-filled."""
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), fmt)
+
+
+@dataclass(frozen=True)
+class Segment:
+    text: str
+    train: bool  # True for reply text and its end-of-turn marker
+    turn: int  # index of the prompt/reply exchange; -1 for the prefix and system block
+
+
+@dataclass(frozen=True)
+class Template:
+    """A chat format written as plain strings with `{content}` (and `{system}`, `{eos}`) placeholders.
+
+    `user` and `observation` end with `header`, the assistant header (the generation prompt): it is left
+    out after a final prompt message unless `add_generation_prompt`. `assistant` ends with the end-of-turn
+    marker, which is trained so the model learns to stop; `separator` follows it and is not trained.
+    `train_suffix` is trained text that is NOT part of the official rendering, added after every reply
+    only with `render(..., for_training=True)` (for formats that have no end-of-turn marker).
+    """
+
+    name: str
+    prefix: str = ""
+    system: str = "{content}"
+    user: str = "{content}"
+    assistant: str = "{content}"
+    separator: str = ""
+    observation: str | None = None  # None: the user format
+    function: str | None = None  # None: the assistant format
+    default_system: str = ""
+    # templates whose official format has no system block put it into the first (or last) user message
+    system_in_user: str | None = None
+    system_user: str = "first"  # "first" or "last": which user message gets `system_in_user`
+    header: str = ""
+    strip: tuple[str, ...] = ()  # roles (and "system") whose content the official template trims
+    train_suffix: str = ""
+    eos_token: str = ""  # the text `{eos}` stands for; `with_eos` rebinds it to a tokenizer's eos
+    stop_words: tuple[str, ...] = ()
+    notes: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        for fmt in (self.user, self.observation_format):
+            if self.header and not fmt.endswith(self.header):
+                raise ValueError(f"template {self.name}: {fmt!r} must end with the header {self.header!r}")
+        if self.system_user not in ("first", "last"):
+            raise ValueError(f"template {self.name}: system_user must be 'first' or 'last'")
+
+    @property
+    def observation_format(self) -> str:
+        return self.user if self.observation is None else self.observation
+
+    @property
+    def function_format(self) -> str:
+        return self.assistant if self.function is None else self.function
+
+    @staticmethod
+    def fill(fmt: str, content: str) -> str:
+        return substitute(fmt, content=content)
+
+    def _fill(self, fmt: str, content: str, system: str = "") -> str:
+        return substitute(fmt, content=content, system=system, eos=self.eos_token)
+
+    def clean(self, role: str, content: str) -> str:
+        return content.strip() if role in self.strip else content
+
+    def system_text(self, conv: Conversation) -> str:
+        return conv.system or self.default_system
+
+    def with_eos(self, eos: str | None) -> Template:
+        """This template with `{eos}` bound to a tokenizer's eos text (only templates that use the eos)."""
+        if not eos or not self.eos_token or eos == self.eos_token:
+            return self
+        stops = tuple(eos if s == self.eos_token else s for s in self.stop_words)
+        return dataclasses.replace(self, eos_token=eos, stop_words=stops)
+
+    def _system_user_index(self, conv: Conversation) -> int:
+        users = [i for i, m in enumerate(conv.messages) if m.role == USER]
+        if not users:
+            return -1
+        return users[0] if self.system_user == "first" else users[-1]
+
+    def render(
+        self, conv: Conversation, add_generation_prompt: bool = False, *, for_training: bool = False
+    ) -> list[Segment]:
+        """Segments of the whole conversation; with add_generation_prompt the last message must be a prompt.
+
+        for_training=False gives the official text; True adds `train_suffix` (trained) after each reply.
+        """
+        msgs = conv.messages
+        if add_generation_prompt and msgs and msgs[-1].role not in PROMPT_ROLES:
+            raise ValueError(
+                "add_generation_prompt needs a conversation that ends with a user/observation message"
+            )
+        system = self.system_text(conv)
+        head = self.prefix
+        if system and self.system_in_user is None:
+            head += self._fill(self.system, self.clean("system", system))
+        segs = [Segment(head, False, -1)]
+        into = self._system_user_index(conv) if system and self.system_in_user is not None else -1
+        for i, msg in enumerate(msgs):
+            turn, last = i // 2, i == len(msgs) - 1
+            if msg.role in PROMPT_ROLES:
+                content = self.clean(msg.role, msg.content)
+                if i == into:
+                    content = self._fill(self.system_in_user or "", content, system)
+                fmt = self.user if msg.role == USER else self.observation_format
+                text = self._fill(fmt, content)
+                if last and not add_generation_prompt and self.header:
+                    text = text[: -len(self.header)]
+                segs.append(Segment(text, False, turn))
+                if last and add_generation_prompt:
+                    segs += self._after_header(turn)
+            else:
+                segs += self._reply(conv, i)
+                if for_training and self.train_suffix:
+                    segs.append(Segment(self.train_suffix, True, turn))
+                segs.append(Segment(self.separator, False, turn))
+        return [s for s in segs if s.text]
+
+    def _reply(self, conv: Conversation, i: int) -> list[Segment]:
+        msg = conv.messages[i]
+        fmt = self.assistant if msg.role == ASSISTANT else self.function_format
+        return [Segment(self._fill(fmt, self.clean(msg.role, msg.content)), True, i // 2)]
+
+    def _after_header(self, turn: int) -> list[Segment]:
+        return []
+
+    def text(
+        self, conv: Conversation, add_generation_prompt: bool = False, *, for_training: bool = False
+    ) -> str:
+        return "".join(s.text for s in self.render(conv, add_generation_prompt, for_training=for_training))
+
+    def prompt_text(self, conv: Conversation) -> str:
+        """Text to feed for generating the next reply (conv ends with a user/observation message)."""
+        return self.text(conv, add_generation_prompt=True)
+
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+EMPTY_THINK = "<think>\n\n</think>\n\n"
+
+
+@dataclass(frozen=True)
+class Qwen3Template(Template):
+    """Qwen3 (hybrid thinking): replies after the last user query carry a think block, as the official template.
+
+    The official template renders `<think>\\n{reasoning}\\n</think>\\n\\n` before a reply that comes after the
+    last user query when it is the final message or has reasoning (an empty block when there is none);
+    earlier replies are rendered without their reasoning. `enable_thinking` only decides whether an empty
+    think block is part of the reply (True: trained, the model writes it after the header) or of the prompt
+    (False: not trained; the generation prompt ends with the empty block, as the official template does).
+    """
+
+    enable_thinking: bool = True
+
+    def _last_query(self, conv: Conversation) -> int:
+        for j in range(len(conv.messages) - 1, -1, -1):
+            m = conv.messages[j]
+            wrapped = m.content.startswith("<tool_response>") and m.content.endswith("</tool_response>")
+            if m.role == USER and not wrapped:
+                return j
+        return len(conv.messages) - 1
+
+    def _reply(self, conv: Conversation, i: int) -> list[Segment]:
+        msg, turn = conv.messages[i], i // 2
+        content, reasoning = msg.content, ""
+        if THINK_CLOSE in content:
+            reasoning = content.split(THINK_CLOSE)[0].rstrip("\n").split(THINK_OPEN)[-1].lstrip("\n")
+            content = content.split(THINK_CLOSE)[-1].lstrip("\n")
+        segs = []
+        if i > self._last_query(conv) and (i == len(conv.messages) - 1 or reasoning):
+            thought = reasoning.strip("\n")
+            block = f"{THINK_OPEN}\n{thought}\n{THINK_CLOSE}\n\n"
+            segs.append(Segment(block, self.enable_thinking or bool(reasoning), turn))
+            content = content.lstrip("\n")
+        fmt = self.assistant if msg.role == ASSISTANT else self.function_format
+        return [*segs, Segment(self._fill(fmt, content), True, turn)]
+
+    def _after_header(self, turn: int) -> list[Segment]:
+        return [] if self.enable_thinking else [Segment(EMPTY_THINK, False, turn)]
+
+
+QWEN_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+ALPACA_SYSTEM = "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
+IM_HEADER = "<|im_start|>assistant\n"
+_QWEN_TOOL = "<|im_start|>user\n<tool_response>\n{content}\n</tool_response><|im_end|>\n" + IM_HEADER
+_CHATML = dict(
+    system="<|im_start|>system\n{content}<|im_end|>\n",
+    user="<|im_start|>user\n{content}<|im_end|>\n" + IM_HEADER,
+    assistant="{content}<|im_end|>",
+    separator="\n",
+    header=IM_HEADER,
+    stop_words=("<|im_end|>",),
+)
+_LLAMA3_HEADER = "<|start_header_id|>assistant<|end_header_id|>\n\n"
+_GEMMA_HEADER = "<start_of_turn>model\n"
+_DS_BOS, _DS_EOS = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"
+_ALL_ROLES = ("system", USER, ASSISTANT, OBSERVATION, FUNCTION)
+
+TEMPLATES: dict[str, Template] = {}
+
+
+def register(t: Template) -> Template:
+    TEMPLATES[t.name] = t
+    return t
+
+
+register(Template("empty", notes="LLaMA-Factory 'empty': contents concatenated, no end-of-turn marker."))
+register(
+    Template(
+        "default",
+        system="System: {content}{eos}\n",
+        user="Human: {content}{eos}\nAssistant:",
+        assistant="{content}{eos}",
+        separator="\n",
+        eos_token="<|im_end|>",
+        stop_words=("<|im_end|>",),
+        notes="LLaMA-Factory 'default'; {eos} is the tokenizer's eos (resolve_template binds it).",
+    )
+)
+register(
+    Template(
+        "alpaca",
+        user="### Instruction:\n{content}\n\n### Response:\n",
+        assistant="{content}{eos}",
+        separator="\n\n",
+        default_system=ALPACA_SYSTEM,
+        eos_token="<|im_end|>",
+        stop_words=("<|im_end|>",),
+        notes="LLaMA-Factory 'alpaca' (Stanford Alpaca prompt); {eos} is the tokenizer's eos.",
+    )
+)
+register(
+    Template(
+        "chatml",
+        observation="<|im_start|>tool\n{content}<|im_end|>\n" + IM_HEADER,
+        notes="Generic ChatML (role-based template, e.g. teknium/OpenHermes-2.5-Mistral-7B); tool role 'tool'.",
+        **_CHATML,
+    )
+)
+register(
+    Template(
+        "qwen",
+        default_system=QWEN_SYSTEM,
+        observation=_QWEN_TOOL,
+        notes="Qwen2.5-Instruct: ChatML with its default system prompt; tool results as <tool_response>.",
+        **_CHATML,
+    )
+)
+register(
+    Qwen3Template(
+        "qwen3",
+        observation=_QWEN_TOOL,
+        notes="Qwen3 hybrid thinking (Qwen/Qwen3-8B); no default system. See Qwen3Template.",
+        **_CHATML,
+    )
+)
+register(
+    Template(
+        "qwen3_nothink",
+        observation=_QWEN_TOOL,
+        notes=(
+            "LLaMA-Factory's name for non-thinking Qwen3 (its examples pair it with Qwen3-4B-Instruct-2507): "
+            "plain ChatML, no default system, no think blocks. With a hybrid Qwen3 this trains replies "
+            "without think blocks and the generation prompt has none either."
+        ),
+        **_CHATML,
+    )
+)
+register(
+    Template(
+        "llama3",
+        prefix="<|begin_of_text|>",
+        system="<|start_header_id|>system<|end_header_id|>\n\n{content}<|eot_id|>",
+        user="<|start_header_id|>user<|end_header_id|>\n\n{content}<|eot_id|>" + _LLAMA3_HEADER,
+        assistant="{content}<|eot_id|>",
+        observation="<|start_header_id|>ipython<|end_header_id|>\n\n{content}<|eot_id|>" + _LLAMA3_HEADER,
+        header=_LLAMA3_HEADER,
+        strip=_ALL_ROLES,
+        stop_words=("<|eot_id|>", "<|eom_id|>"),
+        notes="Meta-Llama-3-8B-Instruct; the official template trims every message; tool results as 'ipython'.",
+    )
+)
+register(
+    Template(
+        "glm4",
+        prefix="[gMASK]<sop>",
+        system="<|system|>\n{content}",
+        user="<|user|>\n{content}<|assistant|>",
+        assistant="\n{content}",
+        observation="<|observation|>\n{content}<|assistant|>",
+        header="<|assistant|>",
+        train_suffix="<|endoftext|>",
+        stop_words=("<|endoftext|>", "<|user|>", "<|observation|>"),
+        notes=(
+            "THUDM/glm-4-9b-chat. No end-of-turn marker: the model stops at <|user|>/<|observation|>. "
+            "For training, <|endoftext|> (an eos of its generation_config) is added after every reply. "
+            "The official template skips messages with empty content; tuneboard renders them."
+        ),
+    )
+)
+register(
+    Template(
+        "mistral",
+        prefix="<s>",
+        user="[INST] {content}[/INST]",
+        assistant=" {content}</s>",
+        observation='[TOOL_RESULTS] {"content": {content}}[/TOOL_RESULTS]',
+        function="[TOOL_CALLS] {content}</s>",
+        system_in_user="{system}\n\n{content}",
+        system_user="last",
+        strip=(ASSISTANT,),
+        stop_words=("</s>",),
+        notes=(
+            "Mistral-7B-Instruct-v0.3 (mistralai 'v3' template): the system prompt goes before the LAST user "
+            "message. The official template renders it only when that message is the final one (a generation "
+            "prompt), so for a finished conversation tuneboard renders it where the model saw it for the last "
+            "reply instead of dropping it. LLaMA-Factory puts it before the first user message."
+        ),
+    )
+)
+register(
+    Template(
+        "gemma",
+        prefix="<bos>",
+        user="<start_of_turn>user\n{content}<end_of_turn>\n" + _GEMMA_HEADER,
+        assistant="{content}<end_of_turn>",
+        separator="\n",
+        observation="<start_of_turn>tool\n{content}<end_of_turn>\n" + _GEMMA_HEADER,
+        system_in_user="{system}\n\n{content}",
+        header=_GEMMA_HEADER,
+        strip=(USER, ASSISTANT, OBSERVATION, FUNCTION),
+        stop_words=("<end_of_turn>", "<eos>"),
+        notes="gemma-2/3 it: the official template trims messages; gemma-3 puts the system before the first user.",
+    )
+)
+register(
+    Template(
+        "deepseek",
+        prefix=_DS_BOS,
+        system="{content}\n\n",
+        user="User: {content}\n\nAssistant:",
+        assistant=" {content}" + _DS_EOS,
+        header="Assistant:",
+        stop_words=(_DS_EOS,),
+        notes=(
+            "deepseek-llm-7b-chat / DeepSeek-V2(-Lite)-Chat, the models LLaMA-Factory's 'deepseek' targets. "
+            "The official reply is 'Assistant: ' + content: the space after the generation prompt is trained "
+            "(LLaMA-Factory drops it). DeepSeek-V3/R1 use other formats."
+        ),
+    )
+)
+
+
+def names() -> list[str]:
+    return sorted([*TEMPLATES, "auto"])
+
+
+def get_template(name: str | None) -> Template:
+    """A named template; 'auto' and None are resolved from the tokenizer by `resolve_template`."""
+    if name in TEMPLATES:
+        return TEMPLATES[name]
+    import difflib
+
+    close = difflib.get_close_matches(str(name), names(), n=3)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ConfigError(f"unknown template '{name}'{hint} (known: {', '.join(names())})")
+
+
+def resolve_template(
+    name: str | None,
+    chat_template: str | None,
+    eos: str | None,
+    *,
+    bos: str | None = None,
+    enable_thinking: bool | None = None,
+):
+    """The named template (its `{eos}` bound to `eos`), or for 'auto'/None the tokenizer's own chat template."""
+    if name in (None, "", "auto"):
+        if not chat_template:
+            raise ConfigError(
+                "template: auto needs the tokenizer's chat template, but this tokenizer has none; "
+                f"set `template:` to one of {', '.join(n for n in names() if n != 'auto')}"
+            )
+        from .jinja import JinjaTemplate
+
+        extra = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
+        return JinjaTemplate(chat_template, bos=bos, eos=eos, **extra)
+    t = get_template(name).with_eos(eos)
+    if enable_thinking is not None and isinstance(t, Qwen3Template):
+        t = dataclasses.replace(t, enable_thinking=enable_thinking)
+    return t
+
+
+def to_jinja(t) -> str:
+    """A Jinja chat template reproducing `t`'s rendering in plain transformers (see jinja.to_jinja)."""
+    from .jinja import to_jinja as _to_jinja
+
+    return _to_jinja(t)
+
+
+def end_of_turn(t) -> str | None:
+    """The special text that ends a reply (trained, and a stop token for generation)."""
+    return t.stop_words[0] if t.stop_words else None

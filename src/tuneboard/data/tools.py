@@ -1,0 +1,209 @@
+"""The `tuneboard data` commands: identity, add, split, check, preview (the tutorial's steps 3-6).
+
+Data layer. No torch or transformers: a tokenizer, when needed, is passed in by the caller (cli.py).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import statistics
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError
+from ..files import write_json_atomic
+from .formats import mapped_fields, to_conversation
+from .loader import sniff_formatting
+from .readers import read_file, read_records
+from .registry import INFO_FILE, DatasetSpec, read_registry, resolve, spec_for_path, spec_from_entry
+from .tokenize import IGNORE, encode
+
+PLACEHOLDER = re.compile(r"\{\{(name|author)\}\}")
+
+
+def template_path(file: Path) -> Path:
+    return file.with_name(f"{file.stem}.template{file.suffix}")
+
+
+def identity(name: str, author: str, file: Path, output: Path | None = None) -> Path:
+    """Fill {{name}}/{{author}}. The placeholder version is kept as <stem>.template.json, so a second run
+    (or a new name) starts again from the template instead of from already-filled text."""
+    if not name.strip() or not author.strip():
+        raise DataError("identity: --name and --author must not be empty")
+    tpl = template_path(file)
+    source = tpl if tpl.exists() else file
+    records = read_file(source)
+    text = json.dumps(records, ensure_ascii=False)
+    if not PLACEHOLDER.search(text):
+        raise DataError(f"{source}: holds no {{{{name}}}} or {{{{author}}}} placeholders to fill")
+    if output is None and not tpl.exists():
+        write_json_atomic(tpl, records)
+    filled = json.loads(text.replace("{{name}}", _json_inner(name)).replace("{{author}}", _json_inner(author)))
+    target = output or file
+    write_json_atomic(target, filled)
+    return target
+
+
+def _json_inner(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)[1:-1]
+
+
+def validate(spec: DatasetSpec) -> tuple[list[Any], list[str]]:
+    """All records and every per-record problem (not just the first)."""
+    records = read_records(spec)
+    spec = sniff_formatting(spec, records)
+    problems = []
+    for i, rec in enumerate(records):
+        try:
+            to_conversation(rec, spec.formatting, spec.columns, spec.tags, f"record {i}")
+        except DataError as exc:
+            problems.append(str(exc))
+    return records, problems
+
+
+def add(name: str, file: Path, dataset_dir: Path, formatting: str | None = None, force: bool = False) -> dict:
+    """Register FILE as NAME in dataset_dir/dataset_info.json (validated first; other entries kept in order)."""
+    dataset_dir = Path(dataset_dir)
+    info = read_registry(dataset_dir)
+    if name in info and not force:
+        raise DataError(f"{dataset_dir / INFO_FILE}: dataset '{name}' is already registered (use --force to replace)")
+    file = Path(file)
+    try:
+        rel = file.resolve().relative_to(dataset_dir.resolve())
+    except ValueError:
+        raise DataError(
+            f"{file}: is outside the dataset directory {dataset_dir}; copy it there first, or pass the file "
+            "path directly as `dataset:` (no registration needed)"
+        ) from None
+    entry: dict[str, Any] = {"file_name": rel.as_posix()}
+    if formatting and formatting != "alpaca":
+        entry["formatting"] = formatting
+    spec = spec_from_entry(name, entry, dataset_dir, use_modelscope=False)
+    records, problems = validate(spec)
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise DataError(f"{file}: not registered; " + "; ".join(problems[:3]) + more)
+    if not records:
+        raise DataError(f"{file}: no records")
+    info[name] = entry
+    write_json_atomic(dataset_dir / INFO_FILE, info)
+    return entry
+
+
+def split(file: Path, val_size: float, seed: int = 42) -> tuple[Path, Path, int, int]:
+    records = read_file(Path(file))
+    if not records:
+        raise DataError(f"{file}: no records to split")
+    n_val = int(val_size) if val_size >= 1 else max(1, round(len(records) * val_size))
+    if not 0 < n_val < len(records):
+        raise DataError(f"{file}: --val-size {val_size} gives {n_val} test records out of {len(records)}")
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)
+    test_idx = set(order[:n_val])
+    train = [r for i, r in enumerate(records) if i not in test_idx]
+    test = [records[i] for i in sorted(test_idx)]
+    file = Path(file)
+    out_train = file.with_name(f"{file.stem}_train.json")
+    out_test = file.with_name(f"{file.stem}_test.json")
+    write_json_atomic(out_train, train)
+    write_json_atomic(out_test, test)
+    return out_train, out_test, len(train), len(test)
+
+
+def resolve_one(name: str, dataset_dir: Path) -> DatasetSpec:
+    path = Path(name)
+    if path.exists() and path.is_file():
+        return spec_for_path(path)
+    return resolve([name], dataset_dir)[0]
+
+
+def check(spec: DatasetSpec, tokenizer: Any = None, template: Any = None, cutoff_len: int = 2048) -> dict:
+    """A report of a dataset: problems by record, counts, lengths, duplicates, empty outputs, unmapped fields."""
+    records, problems = validate(spec)
+    spec = sniff_formatting(spec, records)
+    convs = []
+    for i, rec in enumerate(records):
+        try:
+            convs.append(to_conversation(rec, spec.formatting, spec.columns, spec.tags, f"record {i}"))
+        except DataError:
+            pass
+    mapped = mapped_fields(spec.formatting, spec.columns, spec.tags)
+    unmapped: Counter[str] = Counter()
+    for rec in records:
+        if isinstance(rec, dict):
+            unmapped.update(k for k, v in rec.items() if k not in mapped and v not in (None, "", [], {}))
+    keys = [json.dumps([c.system, [(m.role, m.content) for m in c.messages]], ensure_ascii=False) for c in convs]
+    dupes = sum(n - 1 for n in Counter(keys).values() if n > 1)
+    empty = sum(1 for c in convs if any(m.role == "assistant" and not m.content.strip() for m in c.messages))
+    report: dict[str, Any] = {
+        "dataset": spec.name,
+        "formatting": spec.formatting,
+        "records": len(records),
+        "valid": len(convs),
+        "problems": problems,
+        "duplicates": dupes,
+        "empty_outputs": empty,
+        "with_system": sum(1 for c in convs if c.system),
+        "multi_turn": sum(1 for c in convs if len(c.messages) > 2),
+        "unmapped_fields": dict(unmapped),
+    }
+    if tokenizer is not None and template is not None and convs:
+        enc, _ = encode(convs, template, tokenizer, cutoff_len=10**9)
+        lengths = sorted(len(x) for x in enc["input_ids"])
+        q = statistics.quantiles(lengths, n=10) if len(lengths) > 1 else [lengths[0]] * 9
+        report["tokens"] = {
+            "p50": int(statistics.median(lengths)),
+            "p90": int(q[8]),
+            "max": lengths[-1],
+            "over_cutoff": sum(1 for n in lengths if n > cutoff_len),
+            "cutoff_len": cutoff_len,
+        }
+    return report
+
+
+def format_check(report: dict) -> str:
+    lines = [
+        f"dataset {report['dataset']} ({report['formatting']}): {report['records']} records, "
+        f"{report['valid']} valid, {len(report['problems'])} with problems",
+        f"  with system prompt: {report['with_system']}, multi-turn: {report['multi_turn']}, "
+        f"duplicates: {report['duplicates']}, empty outputs: {report['empty_outputs']}",
+    ]
+    if "tokens" in report:
+        t = report["tokens"]
+        lines.append(
+            f"  tokens p50 {t['p50']}, p90 {t['p90']}, max {t['max']}; {t['over_cutoff']} over cutoff_len={t['cutoff_len']}"
+        )
+    if report["unmapped_fields"]:
+        fields = ", ".join(f"{k} ({n} records)" for k, n in report["unmapped_fields"].items())
+        lines.append(f"  fields no column maps (NOT trained on): {fields}")
+    for p in report["problems"][:20]:
+        lines.append(f"  problem: {p}")
+    if len(report["problems"]) > 20:
+        lines.append(f"  ... and {len(report['problems']) - 20} more problems")
+    return "\n".join(lines)
+
+
+def preview(spec: DatasetSpec, tokenizer: Any, template: Any, n: int = 2, cutoff_len: int = 2048) -> str:
+    """The first records as the model sees them; trained text between [[ and ]] (from the real labels)."""
+    records = read_records(spec)[:n]
+    spec = sniff_formatting(spec, records)
+    out = []
+    for i, rec in enumerate(records):
+        conv = to_conversation(rec, spec.formatting, spec.columns, spec.tags, f"{spec.path}: record {i}")
+        enc, _ = encode([conv], template, tokenizer, cutoff_len=cutoff_len)
+        if not enc["input_ids"]:
+            out.append(f"--- record {i}: dropped (no trainable token within cutoff_len={cutoff_len})")
+            continue
+        ids, labels = enc["input_ids"][0], enc["labels"][0]
+        text, start = [], 0
+        for k in range(1, len(ids) + 1):  # decode runs of equal trained-ness whole (multi-byte characters)
+            if k == len(ids) or (labels[k] != IGNORE) != (labels[start] != IGNORE):
+                piece = tokenizer.decode(ids[start:k])
+                text.append(f"[[{piece}]]" if labels[start] != IGNORE else piece)
+                start = k
+        n_trained = sum(1 for lab in labels if lab != IGNORE)
+        out.append(f"--- record {i}: {len(ids)} tokens, {n_trained} trained (between [[ and ]])\n" + "".join(text))
+    return "\n".join(out)

@@ -1,0 +1,120 @@
+"""`tuneboard eval`: batched generation over a test set, then BLEU-4 / ROUGE / exact-match accuracy.
+
+Inference layer: uses data/ (conversations, templates) and model/ (loading); metrics.py holds the maths.
+Writes generated_predictions.jsonl and predict_results.json in output_dir, as LLaMA-Factory names them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from . import metrics
+from .config import Config
+from .data.formats import Conversation
+from .data.loader import load_conversations, split
+from .errors import ConfigError, TuneboardError
+from .files import write_json_atomic, write_text_atomic
+
+
+def eval_conversations(cfg: Config) -> list[Conversation]:
+    if cfg.eval_datasets:
+        convs, _ = load_conversations(cfg.eval_datasets, cfg.dataset_dir, cfg.max_samples)
+        return convs
+    if cfg.datasets and cfg.val_size:
+        convs, _ = load_conversations(cfg.datasets, cfg.dataset_dir, cfg.max_samples)
+        return split(convs, cfg.val_size, cfg.seed)[1]
+    if cfg.datasets and (cfg.do_predict or not cfg.do_train):
+        convs, _ = load_conversations(cfg.datasets, cfg.dataset_dir, cfg.max_samples)
+        return convs
+    raise ConfigError(f"{cfg.source}: set eval_dataset (or dataset with val_size) to evaluate")
+
+
+def generate_batched(loaded: Any, prompts: list[list[int]], cfg: Config, gen: dict[str, Any]) -> list[str]:
+    """Left-padded batches of similar length (sorted, then restored), greedy unless sampling was asked for."""
+    import torch
+
+    from .model.load import stop_token_ids
+
+    tok, model = loaded.tokenizer, loaded.model
+    pad = tok.pad_token_id
+    stop = stop_token_ids(tok, loaded.template)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    out: list[str] = [""] * len(prompts)
+    bs = cfg.per_device_eval_batch_size
+    for start in range(0, len(order), bs):
+        idx = order[start : start + bs]
+        longest = max(len(prompts[i]) for i in idx)
+        ids = torch.full((len(idx), longest), pad, dtype=torch.long)
+        mask = torch.zeros((len(idx), longest), dtype=torch.long)
+        for row, i in enumerate(idx):
+            p = prompts[i]
+            ids[row, longest - len(p) :] = torch.tensor(p)
+            mask[row, longest - len(p) :] = 1
+        with torch.inference_mode():
+            gen_ids = model.generate(
+                input_ids=ids.to(model.device),
+                attention_mask=mask.to(model.device),
+                eos_token_id=stop,
+                pad_token_id=pad,
+                **gen,
+            )
+        for row, i in enumerate(idx):
+            out[i] = tok.decode(gen_ids[row, longest:], skip_special_tokens=True)
+    return out
+
+
+def generation_settings(cfg: Config) -> dict[str, Any]:
+    sample = cfg.do_sample if "do_sample" in cfg.explicit else False  # evaluation is greedy by default
+    gen: dict[str, Any] = dict(max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams, do_sample=sample)
+    gen["repetition_penalty"] = cfg.repetition_penalty
+    if sample:
+        gen.update(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k)
+    return gen
+
+
+def run(cfg: Config, loaded: Any = None) -> dict[str, Any]:
+    from .data.tokenize import encode_prompts
+    from .model.load import load_for_inference
+
+    convs = eval_conversations(cfg)
+    prompts_conv, labels = [], []
+    for c in convs:
+        last = c.messages[-1]
+        if last.role not in ("assistant", "function"):
+            raise TuneboardError(f"{c.source}: the last message must be the reference reply")
+        prompts_conv.append(Conversation(c.messages[:-1], c.system, c.tools, c.source))
+        labels.append(last.content)
+    loaded = loaded or load_for_inference(cfg)
+    prompt_ids = encode_prompts(prompts_conv, loaded.template, loaded.tokenizer)
+    too_long = sum(1 for p in prompt_ids if len(p) > cfg.cutoff_len)
+    prompt_ids = [p[-cfg.cutoff_len :] for p in prompt_ids]
+    start = time.time()
+    preds = generate_batched(loaded, prompt_ids, cfg, generation_settings(cfg))
+    runtime = time.time() - start
+    results = metrics.compute_metrics(preds, labels)
+    results["predict_runtime"] = round(runtime, 4)
+    results["predict_samples_per_second"] = round(len(preds) / max(runtime, 1e-9), 3)
+    results["predict_samples"] = len(preds)
+    if too_long:
+        results["predict_prompts_truncated"] = too_long
+
+    out = Path(cfg.output_dir)
+    lines = []
+    for conv, pred, label in zip(prompts_conv, preds, labels):
+        prompt = loaded.template.prompt_text(conv)
+        lines.append(json.dumps({"prompt": prompt, "predict": pred, "label": label}, ensure_ascii=False))
+    write_text_atomic(out / "generated_predictions.jsonl", "\n".join(lines) + "\n")
+    write_json_atomic(out / "predict_results.json", results)
+    print(format_results(results))
+    if metrics.is_classification(labels):
+        print(metrics.format_confusion(metrics.confusion(preds, labels)))
+    print(f"wrote {out / 'generated_predictions.jsonl'} and {out / 'predict_results.json'}")
+    return results
+
+
+def format_results(results: dict[str, Any]) -> str:
+    width = max(len(k) for k in results)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in results.items())

@@ -1,0 +1,124 @@
+"""`tuneboard export`: merge adapters into the base and write a plain Hugging Face model directory
+(sharded safetensors, tokenizer with the training chat template, generation config, model card, Modelfile),
+or a GGUF file. Written under a temporary name and renamed when complete.
+
+Inference layer: uses model/ (loading) and data/templates (chat template); cli.py calls `run`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import Config
+from .errors import TuneboardError
+from .files import atomic_dir
+from .ollama import modelfile
+
+
+def _refuse_quantized(cfg: Config, base_dir: Path) -> None:
+    conf = json.loads((base_dir / "config.json").read_text(encoding="utf-8"))
+    if cfg.quantization_bit or conf.get("quantization_config"):
+        raise TuneboardError(
+            "cannot merge an adapter into a quantized base model: the merged weights would be rounded again. "
+            "Export from the unquantized base instead (remove quantization_bit, point model_name_or_path at "
+            "the original fp16/bf16 model) and keep adapter_name_or_path"
+        )
+
+
+def _dtype(cfg: Config, model: Any) -> Any:
+    import torch
+
+    if cfg.export_dtype != "auto":
+        return getattr(torch, cfg.export_dtype)
+    return getattr(model.config, "dtype", None) or torch.float32
+
+
+def trained_run(cfg: Config, adapters: list[Path]) -> dict[str, Any]:
+    """What the card reports about training: the last adapter's (or model dir's) saved config and results."""
+    info: dict[str, Any] = {}
+    candidates = [*adapters, Path(cfg.model_name_or_path)]
+    for d in candidates:
+        if (d / "tuneboard_config.yaml").exists():
+            info["config"] = yaml.safe_load((d / "tuneboard_config.yaml").read_text(encoding="utf-8"))
+            if (d / "all_results.json").exists():
+                info["results"] = json.loads((d / "all_results.json").read_text(encoding="utf-8"))
+            break
+    return info
+
+
+def model_card(base: str, method: str, run: dict[str, Any], template: str) -> str:
+    conf = run.get("config", {})
+    results = run.get("results", {})
+    lines = [
+        "---",
+        f"base_model: {base}",
+        "library_name: transformers",
+        "tags: [tuneboard, sft]",
+        "---",
+        f"# Fine-tuned {base}",
+        "",
+        f"- method: {method}",
+        f"- datasets: {conf.get('dataset', 'unknown')}",
+        f"- chat template: {template} (saved in the tokenizer: `apply_chat_template` renders the training format)",
+        "",
+        "## Final metrics",
+        "",
+    ]
+    lines += [f"- {k}: {v}" for k, v in results.items()] or ["- (none recorded)"]
+    lines += ["", "## Training config", "", "```yaml", yaml.safe_dump(conf, allow_unicode=True).strip(), "```", ""]
+    return "\n".join(lines)
+
+
+def run(cfg: Config) -> Path:
+    import torch
+
+    from .data.templates import to_jinja
+    from .model.load import load_model, load_tokenizer, pick_template, resolve_source, stop_token_ids, trained_template
+
+    if not cfg.export_dir:
+        raise TuneboardError(f"{cfg.source}: set export_dir (where the exported model goes)")
+    source = resolve_source(cfg)
+    _refuse_quantized(cfg, source.base_dir)
+    target = Path(cfg.export_dir)
+    if target.exists() and any(target.iterdir()) and not cfg.overwrite_export_dir:
+        raise TuneboardError(f"export_dir {target}: already exists; set overwrite_export_dir: true to replace it")
+    tokenizer = load_tokenizer(source.base_dir, cfg)
+    template = pick_template(cfg.template or trained_template(source), tokenizer, source.base_dir)
+    device_map = "auto" if cfg.export_device == "auto" and torch.cuda.is_available() else None
+    model = load_model(source.base_dir, cfg, dtype=torch.float32, device_map=device_map)
+    if source.adapters:
+        from peft import PeftModel
+
+        for path in source.adapters:
+            model = PeftModel.from_pretrained(model, str(path)).merge_and_unload()
+    model = model.to(_dtype(cfg, model))
+    if hasattr(template, "name"):
+        tokenizer.chat_template = to_jinja(template)
+    stops = stop_token_ids(tokenizer, template)
+    gc = model.generation_config
+    gc.eos_token_id = stops if len(stops) > 1 else stops[0]
+    gc.pad_token_id = tokenizer.pad_token_id
+    method = "lora (merged)" if source.adapters else "full or freeze fine-tuning (re-saved)"
+    run_info = trained_run(cfg, source.adapters)
+    template_name = getattr(template, "name", "auto")
+    fmt = cfg.export_format
+    with atomic_dir(target, overwrite=cfg.overwrite_export_dir) as tmp:
+        if fmt.startswith("gguf"):
+            from .gguf_export import write_gguf
+
+            dtype = "f32" if fmt == "gguf-f32" or cfg.export_dtype == "float32" else "f16"
+            name = f"{target.name}-{dtype}.gguf"
+            write_gguf(model, tokenizer, template, tmp / name, dtype)
+        else:
+            name = ""
+            model.save_pretrained(tmp, max_shard_size=f"{int(cfg.export_size * 1024)}MB", safe_serialization=not cfg.export_legacy_format)
+            tokenizer.save_pretrained(tmp)
+        (tmp / "README.md").write_text(model_card(source.base_name, method, run_info, template_name), encoding="utf-8")
+        words = [w for w in getattr(template, "stop_words", ()) if w]
+        (tmp / "Modelfile").write_text(modelfile(template, words, name), encoding="utf-8")
+    print(f"exported to {target}: " + ", ".join(sorted(p.name for p in target.iterdir())))
+    return target

@@ -1,0 +1,1 @@
+"""Model layer: load a model and tokenizer, attach adapters, build the builtin tiny model."""

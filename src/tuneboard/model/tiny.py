@@ -1,0 +1,156 @@
+"""`builtin:tiny`: a small Qwen2-architecture model with a byte-level BPE tokenizer trained on the bundled data.
+
+Model layer. Built offline and deterministically in seconds, cached under the user's cache directory,
+so the whole flow (train, evaluate, chat, export) runs with no network. Random weights: it knows only
+what it is fine-tuned on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import TuneboardError
+
+SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+TEMPLATE = "chatml"
+BUILD_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    hidden_size: int = 256
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    intermediate_size: int = 688
+    vocab_size: int = 4096
+    max_position_embeddings: int = 4096
+    seed: int = 0
+
+
+def bundled_data_dir() -> Path:
+    """The repository's data/ (the tutorial's data directory), next to src/."""
+    return Path(__file__).resolve().parents[3] / "data"
+
+
+def corpus_texts(data_dir: Path | None = None) -> list[str]:
+    """Every string in the bundled data files (identity placeholders included), in a fixed order."""
+    data_dir = data_dir or bundled_data_dir()
+    texts: list[str] = []
+
+    def walk(value: object) -> None:
+        if isinstance(value, str):
+            texts.append(value)
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    for path in sorted(data_dir.glob("*.json")) if data_dir.is_dir() else []:
+        if path.name == "dataset_info.json":
+            continue
+        try:
+            walk(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            continue
+    # words of the chat format and common English so the vocabulary is useful beyond the demo
+    texts += ["system", "user", "assistant", "\n", "You are a helpful assistant.", "Hello! How can I help you?"]
+    return texts
+
+
+def train_tokenizer(texts: list[str], vocab_size: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from ..data.templates import get_template, to_jinja
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=SPECIAL,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=SPECIAL[1:],
+        clean_up_tokenization_spaces=False,
+        model_max_length=4096,
+    )
+    fast.chat_template = to_jinja(get_template(TEMPLATE))
+    return fast
+
+
+def build(out_dir: Path, spec: TinySpec = TinySpec()) -> Path:
+    """Write a complete HF model directory (safetensors, tokenizer, chat template, generation config)."""
+    import torch
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = train_tokenizer(corpus_texts(), spec.vocab_size)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_hidden_layers,
+        num_attention_heads=spec.num_attention_heads,
+        num_key_value_heads=spec.num_key_value_heads,
+        max_position_embeddings=spec.max_position_embeddings,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.pad_token_id,
+        use_cache=True,
+    )
+    torch.manual_seed(spec.seed)
+    model = Qwen2ForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=[config.eos_token_id, tokenizer.pad_token_id], pad_token_id=tokenizer.pad_token_id
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    (out_dir / "tuneboard_tiny.json").write_text(json.dumps({**asdict(spec), "template": TEMPLATE}, indent=2))
+    return out_dir
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "tuneboard" / "builtin"
+
+
+def fingerprint(spec: TinySpec) -> str:
+    h = hashlib.sha256(f"{BUILD_VERSION}{sorted(asdict(spec).items())}".encode())
+    for text in corpus_texts():
+        h.update(text.encode())
+    return h.hexdigest()[:16]
+
+
+def ensure(spec: TinySpec = TinySpec()) -> Path:
+    """The cached tiny model directory, built on first use (atomically: concurrent builders are safe)."""
+    target = cache_root() / f"tiny-{fingerprint(spec)}"
+    if (target / "config.json").exists():
+        return target
+    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        build(tmp, spec)
+        if not target.exists():
+            os.replace(tmp, target)
+    except OSError as exc:
+        raise TuneboardError(f"{target}: cannot build the builtin tiny model ({exc})") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

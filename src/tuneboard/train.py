@@ -1,0 +1,237 @@
+"""`tuneboard train`: config + data + model -> HF Trainer -> adapter or model, logs, plot, checkpoints.
+
+Training layer: uses data/ and model/, called by cli.py (and by the web UI through the CLI).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from .config import Config
+from .data.loader import DataBundle, prepare_datasets
+from .errors import ConfigError, TuneboardError
+from .files import write_json_atomic
+from .model.adapters import count_parameters, prepare
+from .model.load import load_model, load_tokenizer, pick_template, resolve_source
+
+log = logging.getLogger(__name__)
+FINISHED_MARKERS = ("all_results.json", "adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
+
+
+def is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def say(msg: str) -> None:
+    if is_main_process():
+        print(msg, flush=True)
+
+
+def cpu_bf16_supported() -> bool:
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(cfg: Config) -> str:
+    """'bf16' | 'fp16' | 'fp32'; a precision the machine cannot do falls back with one warning."""
+    import torch
+
+    cuda = torch.cuda.is_available() and not cfg.use_cpu
+    if cfg.bf16:
+        if (cuda and torch.cuda.is_bf16_supported()) or (not cuda and cpu_bf16_supported()):
+            return "bf16"
+        fallback = "fp16" if cuda else "fp32"
+        warnings.warn(f"bf16: true is not supported on this {'GPU' if cuda else 'CPU'}; training in {fallback}")
+        return fallback
+    if cfg.fp16:
+        if cuda:
+            return "fp16"
+        warnings.warn("fp16: true needs a CUDA GPU; training in fp32 on the CPU")
+    return "fp32"
+
+
+def check_output_dir(cfg: Config) -> None:
+    out = Path(cfg.output_dir)
+    if out.exists() and not out.is_dir():
+        raise TuneboardError(f"output_dir {out}: exists and is not a directory")
+    finished = [m for m in FINISHED_MARKERS if (out / m).exists()]
+    if finished and not cfg.overwrite_output_dir and not cfg.resume_from_checkpoint:
+        raise TuneboardError(
+            f"output_dir {out}: already holds a finished run ({finished[0]}); set overwrite_output_dir: true, "
+            "choose another output_dir, or continue it with resume_from_checkpoint: true"
+        )
+
+
+def clear_previous_run(out: Path) -> None:
+    """overwrite_output_dir: remove only what a run writes, never other files of the user's."""
+    for p in out.glob("checkpoint-*"):
+        shutil.rmtree(p, ignore_errors=True)
+    for name in (*FINISHED_MARKERS, "trainer_log.jsonl", "training_loss.png", "train_results.json"):
+        (out / name).unlink(missing_ok=True)
+
+
+def complete_checkpoints(out: Path) -> list[Path]:
+    """Checkpoints whose trainer_state.json (written last) parses: a kill mid-save is never picked."""
+    found = []
+    for p in out.glob("checkpoint-*"):
+        try:
+            step = int(p.name.split("-")[1])
+            json.loads((p / "trainer_state.json").read_text())
+        except (ValueError, IndexError, OSError):
+            continue
+        found.append((step, p))
+    return [p for _, p in sorted(found)]
+
+
+def resolve_resume(cfg: Config) -> str | None:
+    value = cfg.resume_from_checkpoint
+    if not value:
+        return None
+    if str(value).lower() == "true":
+        ckpts = complete_checkpoints(Path(cfg.output_dir))
+        if not ckpts:
+            raise TuneboardError(f"resume_from_checkpoint: no complete checkpoint in {cfg.output_dir}")
+        return str(ckpts[-1])
+    path = Path(value)
+    if not (path / "trainer_state.json").exists():
+        raise TuneboardError(f"resume_from_checkpoint: {path} is not a complete checkpoint (no trainer_state.json)")
+    return str(path)
+
+
+def training_args(cfg: Config, precision: str, has_eval: bool) -> Any:
+    from transformers import TrainingArguments
+
+    warmup: float = cfg.warmup_steps if cfg.warmup_steps else cfg.warmup_ratio
+    eval_strategy = cfg.eval_strategy if has_eval else "no"
+    if has_eval and eval_strategy == "no" and cfg.eval_steps:
+        eval_strategy = "steps"
+    report = "none" if cfg.report_to in ("none", "", None) else cfg.report_to.split(",")
+    return TrainingArguments(
+        output_dir=cfg.output_dir,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_eval_batch_size=cfg.per_device_eval_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=warmup,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        optim=cfg.optim,
+        logging_steps=cfg.logging_steps,
+        save_strategy=cfg.save_strategy,
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        save_only_model=cfg.save_only_model,
+        eval_strategy=eval_strategy,
+        eval_steps=cfg.eval_steps or (cfg.save_steps if eval_strategy == "steps" else None),
+        report_to=report,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=cfg.use_cpu,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        ddp_timeout=cfg.ddp_timeout,
+        dataloader_num_workers=cfg.dataloader_num_workers,
+        deepspeed=cfg.deepspeed,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+        label_names=["labels"],
+    )
+
+
+def summary(cfg: Config, model: Any, data: DataBundle, args: Any, precision: str, base: str) -> None:
+    total, trainable = count_parameters(model)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    eff = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world
+    s = data.train.stats
+    lines = [
+        f"model      {base}  ({total / 1e6:.2f}M parameters, {trainable / 1e6:.3f}M trainable = "
+        f"{100 * trainable / max(total, 1):.2f}%, {cfg.finetuning_type})",
+        f"template   {data.template_name}",
+        f"train      {len(data.train)} samples, {s.tokens} tokens ({s.trained_tokens} trained) "
+        f"from {', '.join(cfg.datasets)}",
+    ]
+    if data.eval is not None:
+        lines.append(f"eval       {len(data.eval)} samples, {data.eval.stats.tokens} tokens")
+    if s.truncated or s.dropped_no_target:
+        lines.append(
+            f"cutoff     {s.truncated} samples truncated to cutoff_len={cfg.cutoff_len}; "
+            f"{s.dropped_no_target} dropped (no trainable token left)"
+            + (f", e.g. {s.dropped_examples[0]}" if s.dropped_examples else "")
+        )
+    lines.append(
+        f"batch      {cfg.per_device_train_batch_size} x {cfg.gradient_accumulation_steps} accumulation x "
+        f"{world} process(es) = {eff} samples per step, {'padding-free' if data.padding_free else 'padded'}"
+    )
+    lines.append(f"device     {args.device} ({precision})")
+    say("\n".join(lines))
+
+
+def run(cfg: Config) -> dict[str, Any]:
+    """Train; returns the final metrics. Everything is validated before output_dir is touched."""
+    check_output_dir(cfg)
+    resume = resolve_resume(cfg)
+    precision = resolve_precision(cfg)
+    source = resolve_source(cfg)
+    tokenizer = load_tokenizer(source.base_dir, cfg)
+    template = pick_template(cfg.template, tokenizer, source.base_dir)
+    if not cfg.datasets:
+        raise ConfigError(f"{cfg.source}: 'dataset' is required for training")
+    data = prepare_datasets(cfg, tokenizer, template)
+
+    import torch
+
+    from .trainer import SFTTrainer
+
+    dtype = None
+    if precision in ("bf16", "fp16") and cfg.finetuning_type != "full" and torch.cuda.is_available():
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16  # frozen weights in half precision
+    model = load_model(source.base_dir, cfg, dtype=dtype)
+    model = prepare(model, cfg, [str(a) for a in source.adapters])
+
+    out = Path(cfg.output_dir)
+    if cfg.overwrite_output_dir and not resume and is_main_process():
+        clear_previous_run(out)
+    args = training_args(cfg, precision, data.eval is not None)
+    trainer = SFTTrainer(model=model, args=args, data=data, tokenizer=tokenizer, cfg=cfg)
+    summary(cfg, model, data, args, precision, source.base_name)
+    if is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / "tuneboard_config.yaml")
+
+    start = time.time()
+    interrupted = trainer.train_interruptibly(resume)
+    runtime = time.time() - start
+    if interrupted:
+        say(
+            f"\nstopped at step {trainer.state.global_step}; a checkpoint was saved in {out}.\n"
+            f"continue with: tuneboard train {cfg.source} resume_from_checkpoint=true"
+        )
+        return {"interrupted": True, "step": trainer.state.global_step}
+    results = trainer.finish(runtime, template)
+    say(f"\ndone in {runtime:.1f}s: final loss {results.get('train_loss', float('nan')):.4f}")
+    say(f"wrote {out}/ : " + ", ".join(sorted(p.name for p in out.iterdir() if not p.name.startswith("."))))
+    return results
+
+
+def main(cfg: Config) -> int:
+    try:
+        run(cfg)
+    except KeyboardInterrupt:
+        print("aborted", file=sys.stderr)
+        return 130
+    return 0
