@@ -59,7 +59,9 @@ class _Cancel:
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         import torch
 
-        return torch.full((input_ids.shape[0],), self.flag.is_set(), dtype=torch.bool, device=input_ids.device)
+        return torch.full(
+            (input_ids.shape[0],), self.flag.is_set(), dtype=torch.bool, device=input_ids.device
+        )
 
 
 class ChatEngine:
@@ -68,7 +70,11 @@ class ChatEngine:
 
         self.cfg = cfg
         self.loaded = loaded or load_for_inference(cfg)
-        self.model, self.tokenizer, self.template = self.loaded.model, self.loaded.tokenizer, self.loaded.template
+        self.model, self.tokenizer, self.template = (
+            self.loaded.model,
+            self.loaded.tokenizer,
+            self.loaded.template,
+        )
         self.stop_ids = stop_token_ids(self.tokenizer, self.template)
         self.lock = threading.Lock()
         self.name = cfg.model_name_or_path
@@ -99,7 +105,7 @@ class ChatEngine:
         """Yield text pieces as they are generated. `reply` (if given) is filled with counts and finish reason;
         setting `cancel` (or closing the generator) stops generation and frees the model."""
         import torch
-        from transformers import StoppingCriteriaList, TextIteratorStreamer
+        from transformers import StoppingCriteriaList
 
         reply = reply if reply is not None else Reply()
         ids = self.encode(messages, system)

@@ -98,7 +98,9 @@ def cmd_data(args: argparse.Namespace) -> int:
 
     sub = args.data_command
     if sub == "identity":
-        out = tools.identity(args.name, args.author, Path(args.file), Path(args.output) if args.output else None)
+        out = tools.identity(
+            args.name, args.author, Path(args.file), Path(args.output) if args.output else None
+        )
         print(f"filled name={args.name!r} author={args.author!r} into {out}")
     elif sub == "add":
         entry = tools.add(args.name, Path(args.file), Path(args.dataset_dir), args.formatting, args.force)
@@ -138,7 +140,10 @@ def add_data_commands(p: argparse.ArgumentParser) -> None:
     q.add_argument("file")
     q.add_argument("--val-size", type=float, default=0.1, help="fraction (<1) or number of test records")
     q.add_argument("--seed", type=int, default=42)
-    for name, help in (("check", "report problems, lengths and duplicates"), ("preview", "show trained spans")):
+    for name, help in (
+        ("check", "report problems, lengths and duplicates"),
+        ("preview", "show trained spans"),
+    ):
         q = dsub.add_parser(name, help=help)
         q.add_argument("dataset", help="a registered dataset name or a data file")
         q.add_argument("--dataset-dir", default="data")

@@ -280,7 +280,9 @@ def _validate(cfg: Config, where: str) -> None:
         if getattr(cfg, key) < 0:
             raise ConfigError(f"{where}: '{key}' must not be negative, got {getattr(cfg, key)}")
     if cfg.learning_rate > 1:
-        raise ConfigError(f"{where}: 'learning_rate' {cfg.learning_rate} is absurd; typical values are 1e-5 to 1e-3")
+        raise ConfigError(
+            f"{where}: 'learning_rate' {cfg.learning_rate} is absurd; typical values are 1e-5 to 1e-3"
+        )
     if not 0 <= cfg.warmup_ratio < 1:
         raise ConfigError(f"{where}: 'warmup_ratio' must be in [0, 1), got {cfg.warmup_ratio}")
     if cfg.val_size >= 1 and not float(cfg.val_size).is_integer():
@@ -352,7 +354,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of key: value at the top level, got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: expected a mapping of key: value at the top level, got {type(data).__name__}"
+        )
     return data
 
 

@@ -103,7 +103,7 @@ def run(cfg: Config, loaded: Any = None) -> dict[str, Any]:
 
     out = Path(cfg.output_dir)
     lines = []
-    for conv, pred, label in zip(prompts_conv, preds, labels):
+    for conv, pred, label in zip(prompts_conv, preds, labels, strict=False):
         prompt = loaded.template.prompt_text(conv)
         lines.append(json.dumps({"prompt": prompt, "predict": pred, "label": label}, ensure_ascii=False))
     write_text_atomic(out / "generated_predictions.jsonl", "\n".join(lines) + "\n")

@@ -69,7 +69,15 @@ def model_card(base: str, method: str, run: dict[str, Any], template: str) -> st
         "",
     ]
     lines += [f"- {k}: {v}" for k, v in results.items()] or ["- (none recorded)"]
-    lines += ["", "## Training config", "", "```yaml", yaml.safe_dump(conf, allow_unicode=True).strip(), "```", ""]
+    lines += [
+        "",
+        "## Training config",
+        "",
+        "```yaml",
+        yaml.safe_dump(conf, allow_unicode=True).strip(),
+        "```",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -77,7 +85,14 @@ def run(cfg: Config) -> Path:
     import torch
 
     from .data.templates import to_jinja
-    from .model.load import load_model, load_tokenizer, pick_template, resolve_source, stop_token_ids, trained_template
+    from .model.load import (
+        load_model,
+        load_tokenizer,
+        pick_template,
+        resolve_source,
+        stop_token_ids,
+        trained_template,
+    )
 
     if not cfg.export_dir:
         raise TuneboardError(f"{cfg.source}: set export_dir (where the exported model goes)")
@@ -85,7 +100,9 @@ def run(cfg: Config) -> Path:
     _refuse_quantized(cfg, source.base_dir)
     target = Path(cfg.export_dir)
     if target.exists() and any(target.iterdir()) and not cfg.overwrite_export_dir:
-        raise TuneboardError(f"export_dir {target}: already exists; set overwrite_export_dir: true to replace it")
+        raise TuneboardError(
+            f"export_dir {target}: already exists; set overwrite_export_dir: true to replace it"
+        )
     tokenizer = load_tokenizer(source.base_dir, cfg)
     template = pick_template(cfg.template or trained_template(source), tokenizer, source.base_dir)
     device_map = "auto" if cfg.export_device == "auto" and torch.cuda.is_available() else None
@@ -115,9 +132,15 @@ def run(cfg: Config) -> Path:
             write_gguf(model, tokenizer, template, tmp / name, dtype)
         else:
             name = ""
-            model.save_pretrained(tmp, max_shard_size=f"{int(cfg.export_size * 1024)}MB", safe_serialization=not cfg.export_legacy_format)
+            model.save_pretrained(
+                tmp,
+                max_shard_size=f"{int(cfg.export_size * 1024)}MB",
+                safe_serialization=not cfg.export_legacy_format,
+            )
             tokenizer.save_pretrained(tmp)
-        (tmp / "README.md").write_text(model_card(source.base_name, method, run_info, template_name), encoding="utf-8")
+        (tmp / "README.md").write_text(
+            model_card(source.base_name, method, run_info, template_name), encoding="utf-8"
+        )
         words = [w for w in getattr(template, "stop_words", ()) if w]
         (tmp / "Modelfile").write_text(modelfile(template, words, name), encoding="utf-8")
     print(f"exported to {target}: " + ", ".join(sorted(p.name for p in target.iterdir())))

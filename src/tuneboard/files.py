@@ -48,7 +48,9 @@ def atomic_dir(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """
     target = Path(target)
     if target.exists() and any(target.iterdir()) and not overwrite:
-        raise TuneboardError(f"{target}: already exists and is not empty; choose another path or allow overwrite")
+        raise TuneboardError(
+            f"{target}: already exists and is not empty; choose another path or allow overwrite"
+        )
     tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
     try:
         if tmp.exists():

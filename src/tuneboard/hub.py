@@ -19,10 +19,14 @@ def use_modelscope() -> bool:
 
 
 def looks_local(name: str) -> bool:
-    return name.startswith(("/", ".", "~")) or os.sep in name.strip("/").split("/", 1)[-1] or Path(name).exists()
+    return (
+        name.startswith(("/", ".", "~")) or os.sep in name.strip("/").split("/", 1)[-1] or Path(name).exists()
+    )
 
 
-def download(repo_id: str, revision: str = "main", cache_dir: str | None = None, local_only: bool = False) -> str:
+def download(
+    repo_id: str, revision: str = "main", cache_dir: str | None = None, local_only: bool = False
+) -> str:
     """Fetch a snapshot (or find it in the cache); returns the local directory."""
     if use_modelscope():
         try:

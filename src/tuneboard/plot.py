@@ -47,11 +47,11 @@ def plot_loss(output_dir: str | Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
-    steps, losses = zip(*train)
+    steps, losses = zip(*train, strict=False)
     ax.plot(steps, losses, color="#1f77b4", alpha=0.35, label="loss")
     ax.plot(steps, smooth(list(losses)), color="#1f77b4", label="loss (smoothed)")
     if evals:
-        e_steps, e_losses = zip(*evals)
+        e_steps, e_losses = zip(*evals, strict=False)
         ax.plot(e_steps, e_losses, "o-", color="#d62728", label="eval loss")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")

@@ -18,12 +18,16 @@ from typing import Any
 from .config import Config
 from .data.loader import DataBundle, prepare_datasets
 from .errors import ConfigError, TuneboardError
-from .files import write_json_atomic
 from .model.adapters import count_parameters, prepare
 from .model.load import load_model, load_tokenizer, pick_template, resolve_source
 
 log = logging.getLogger(__name__)
-FINISHED_MARKERS = ("all_results.json", "adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
+FINISHED_MARKERS = (
+    "all_results.json",
+    "adapter_model.safetensors",
+    "model.safetensors",
+    "model.safetensors.index.json",
+)
 
 
 def is_main_process() -> bool:
@@ -53,12 +57,15 @@ def resolve_precision(cfg: Config) -> str:
         if (cuda and torch.cuda.is_bf16_supported()) or (not cuda and cpu_bf16_supported()):
             return "bf16"
         fallback = "fp16" if cuda else "fp32"
-        warnings.warn(f"bf16: true is not supported on this {'GPU' if cuda else 'CPU'}; training in {fallback}")
+        warnings.warn(
+            f"bf16: true is not supported on this {'GPU' if cuda else 'CPU'}; training in {fallback}",
+            stacklevel=2,
+        )
         return fallback
     if cfg.fp16:
         if cuda:
             return "fp16"
-        warnings.warn("fp16: true needs a CUDA GPU; training in fp32 on the CPU")
+        warnings.warn("fp16: true needs a CUDA GPU; training in fp32 on the CPU", stacklevel=2)
     return "fp32"
 
 
@@ -106,7 +113,9 @@ def resolve_resume(cfg: Config) -> str | None:
         return str(ckpts[-1])
     path = Path(value)
     if not (path / "trainer_state.json").exists():
-        raise TuneboardError(f"resume_from_checkpoint: {path} is not a complete checkpoint (no trainer_state.json)")
+        raise TuneboardError(
+            f"resume_from_checkpoint: {path} is not a complete checkpoint (no trainer_state.json)"
+        )
     return str(path)
 
 

@@ -52,7 +52,9 @@ def labelled_loss(model: Any, inputs: dict[str, Any], num_items: Any = None) -> 
 class SFTTrainer(Trainer):
     def __init__(self, model: Any, args: Any, data: DataBundle, tokenizer: Any, cfg: Config) -> None:
         if data.padding_free:
-            collator: Any = PaddingFreeCollator(flash=getattr(model.config, "_attn_implementation", "") == "flash_attention_2")
+            collator: Any = PaddingFreeCollator(
+                flash=getattr(model.config, "_attn_implementation", "") == "flash_attention_2"
+            )
         else:
             collator = PadCollator(pad_id=tokenizer.pad_token_id)
         super().__init__(

@@ -3,23 +3,16 @@
     .venv/bin/python tests/data/make_golden.py
 
 Each file holds the conversations below, the rendered text, the trained character spans, the
-generation prompt of the conversation without its last reply, and (when it differs) the text rendered
-for training. The texts were checked once, character for character, against the official Jinja chat
-templates rendered by transformers (`tokenizer.apply_chat_template`, transformers 5.24, jinja2 3.1.6);
-the official Jinja is not part of this repository. Checked against (see CHECKED_AGAINST):
+generation prompt of the conversation without its last reply (with and without the header), and, when
+it differs, the text rendered for training. Review a diff of these files like a code change.
 
-- chatml: the generic role-based ChatML template (teknium/OpenHermes-2.5-Mistral-7B's tokenizer_config).
-- qwen: Qwen/Qwen2.5-7B-Instruct tokenizer_config.json (the 2024-09 Qwen2.5 template, shared by all sizes).
-- qwen3: Qwen/Qwen3-0.6B / Qwen3-8B tokenizer_config.json (2025-04 release), incl. enable_thinking=False.
-- qwen3_nothink: Qwen/Qwen3-4B-Instruct-2507 chat template (2025-07; copy with generation markers).
-- llama3: meta-llama/Meta-Llama-3-8B-Instruct tokenizer_config.json (2024-04).
-- glm4: THUDM/glm-4-9b-chat tokenizer_config.json (2024-06); `training` adds <|endoftext|>.
-- mistral: mistralai/Mistral-7B-Instruct-v0.3 ('v3' template with tool support, 2024-08 revision);
-  with a system prompt the official text of a finished conversation drops it, so the check folds the
-  system into the last user message (= the official generation prompt + reply).
-- gemma: google/gemma-2-2b-it (no system) and google/gemma-3-1b-it / 12b-it (with system), 2025-03.
-- deepseek: deepseek-ai/deepseek-llm-7b-chat = DeepSeek-V2-Chat template (2024-05).
-- default, alpaca, empty: no model ships these; they follow LLaMA-Factory's template definitions.
+The texts were checked once (2025, transformers 5.24 `tokenizer.apply_chat_template`, jinja2 3.1.6),
+character for character, against each family's official Jinja chat template, transcribed from public
+copies of the models' tokenizer_config.json (llama.cpp models/templates and tests/test-chat-template.cpp,
+Hugging Face API dumps, project fixtures). The official Jinja is not part of this repository.
+CHECKED_AGAINST names the template used per tuneboard template: 256 renders, 0 differences. Mistral:
+the official text of a finished conversation drops the system prompt, so there the check folded the
+system into the last user message (what the official template renders at generation time).
 """
 
 from __future__ import annotations
@@ -38,18 +31,18 @@ from tuneboard.data.templates import TEMPLATES, Template  # noqa: E402
 GOLDEN = Path(__file__).resolve().parent / "golden" / "templates"
 
 CHECKED_AGAINST = {
-    "chatml": "generic ChatML (teknium/OpenHermes-2.5-Mistral-7B tokenizer_config.json)",
-    "qwen": "Qwen/Qwen2.5-7B-Instruct tokenizer_config.json chat_template (2024-09)",
-    "qwen3": "Qwen/Qwen3-8B (= Qwen3-0.6B) tokenizer_config.json chat_template (2025-04)",
-    "qwen3_nothink": "Qwen/Qwen3-4B-Instruct-2507 chat template (2025-07)",
-    "llama3": "meta-llama/Meta-Llama-3-8B-Instruct tokenizer_config.json chat_template (2024-04)",
-    "glm4": "THUDM/glm-4-9b-chat tokenizer_config.json chat_template (2024-06)",
-    "mistral": "mistralai/Mistral-7B-Instruct-v0.3 chat_template ('v3' tool template, 2024-08)",
-    "gemma": "google/gemma-2-2b-it (no system) and google/gemma-3-12b-it (system) chat_template",
-    "deepseek": "deepseek-ai/deepseek-llm-7b-chat = DeepSeek-V2-Chat chat_template (2024-05)",
-    "default": "LLaMA-Factory 'default' template (no official model template)",
-    "alpaca": "LLaMA-Factory 'alpaca' template (no official model template)",
-    "empty": "LLaMA-Factory 'empty' template (no official model template)",
+    "chatml": "generic role-based ChatML of teknium/OpenHermes-2.5-Mistral-7B",
+    "qwen": "Qwen/Qwen2.5-7B-Instruct (= Qwen2.5-1.5B-Instruct) tokenizer_config.json, Qwen2.5 release 2024-09",
+    "qwen3": "Qwen/Qwen3-0.6B (= Qwen3-8B) tokenizer_config.json, 2025-04; enable_thinking unset and False",
+    "qwen3_nothink": "Qwen/Qwen3-4B-Instruct-2507 chat template, 2025-07 (copy without the tool branches)",
+    "llama3": "meta-llama/Meta-Llama-3-8B-Instruct tokenizer_config.json, 2024-04",
+    "glm4": "THUDM/glm-4-9b-chat chat template (as in the glm4:9b GGUF), 2024-06",
+    "mistral": "mistralai/Mistral-7B-Instruct-v0.3 'v3' template with tool calls (2024 revision)",
+    "gemma": "google/gemma-2-2b-it (no system) and google/gemma-3-12b-it (with system), 2025-03",
+    "deepseek": "DeepSeek-V2-Chat template (the deepseek-llm-7b-chat format), 2024-05",
+    "default": "LLaMA-Factory 'default' template (no model ships an official one)",
+    "alpaca": "LLaMA-Factory 'alpaca' template (no model ships an official one)",
+    "empty": "LLaMA-Factory 'empty' template (no model ships an official one)",
 }
 
 U, A, OBS, F = "user", "assistant", "observation", "function"

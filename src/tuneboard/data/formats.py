@@ -68,7 +68,9 @@ class Conversation:
 
 
 def default_columns(formatting: str) -> dict[str, str]:
-    return dict({"alpaca": ALPACA_COLUMNS, "sharegpt": SHAREGPT_COLUMNS, "openai": OPENAI_COLUMNS}[formatting])
+    return dict(
+        {"alpaca": ALPACA_COLUMNS, "sharegpt": SHAREGPT_COLUMNS, "openai": OPENAI_COLUMNS}[formatting]
+    )
 
 
 def default_tags(formatting: str) -> dict[str, str]:
@@ -113,7 +115,9 @@ def from_alpaca(record: dict[str, Any], columns: dict[str, str], where: str) -> 
     response = _text(record, response_key, where, required=True)
     user = "\n".join(part for part in (prompt, query) if part)
     if not user:
-        raise DataError(f"{where}: field '{columns.get('prompt')}' and '{columns.get('query')}' are both empty")
+        raise DataError(
+            f"{where}: field '{columns.get('prompt')}' and '{columns.get('query')}' are both empty"
+        )
     messages: list[Message] = []
     history_key = columns.get("history")
     history = record.get(history_key) if history_key else None
@@ -123,7 +127,9 @@ def from_alpaca(record: dict[str, Any], columns: dict[str, str], where: str) -> 
         for k, pair in enumerate(history):
             ok = isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(p, str) for p in pair)
             if not ok:
-                raise DataError(f"{where}: field '{history_key}[{k}]' must be a pair of strings [user, assistant]")
+                raise DataError(
+                    f"{where}: field '{history_key}[{k}]' must be a pair of strings [user, assistant]"
+                )
             messages += [Message(USER, pair[0]), Message(ASSISTANT, pair[1])]
     messages += [Message(USER, user), Message(ASSISTANT, response)]
     return Conversation(
@@ -173,10 +179,16 @@ def from_sharegpt(
         expected = PROMPT_ROLES if k % 2 == 0 else REPLY_ROLES
         if msg.role not in expected:
             want = "user/observation" if k % 2 == 0 else "assistant/function"
-            raise DataError(f"{where}: field '{key}': message {k} is {msg.role}, expected {want} (roles must alternate)")
+            raise DataError(
+                f"{where}: field '{key}': message {k} is {msg.role}, expected {want} (roles must alternate)"
+            )
     if len(messages) % 2:
-        raise DataError(f"{where}: field '{key}' ends with a {messages[-1].role} message; it must end with a reply")
-    return Conversation(messages, system=system, tools=_tools(record, columns.get("tools"), where), source=where)
+        raise DataError(
+            f"{where}: field '{key}' ends with a {messages[-1].role} message; it must end with a reply"
+        )
+    return Conversation(
+        messages, system=system, tools=_tools(record, columns.get("tools"), where), source=where
+    )
 
 
 def to_conversation(

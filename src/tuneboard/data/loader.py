@@ -17,8 +17,8 @@ import numpy as np
 
 from ..errors import DataError
 from .formats import Conversation, default_tags, effective_columns, to_conversation
-from .registry import DatasetSpec, resolve
 from .readers import read_records
+from .registry import DatasetSpec, resolve
 from .tokenize import EncodeStats, encode
 
 CACHE_VERSION = "1"
@@ -33,7 +33,11 @@ def sniff_formatting(spec: DatasetSpec, records: list[Any]) -> DatasetSpec:
     if "conversations" in first:
         fmt = "sharegpt"
     elif "messages" in first:
-        fmt = "openai" if isinstance(first["messages"], list) and "role" in (first["messages"] or [{}])[0] else "sharegpt"
+        fmt = (
+            "openai"
+            if isinstance(first["messages"], list) and "role" in (first["messages"] or [{}])[0]
+            else "sharegpt"
+        )
         if fmt == "sharegpt":
             spec.columns = effective_columns("sharegpt", {"messages": "messages"})
             spec.tags = default_tags("sharegpt")
@@ -71,7 +75,9 @@ def load_conversations(
     return convs, specs
 
 
-def split(convs: list[Conversation], val_size: float, seed: int) -> tuple[list[Conversation], list[Conversation]]:
+def split(
+    convs: list[Conversation], val_size: float, seed: int
+) -> tuple[list[Conversation], list[Conversation]]:
     """Deterministic shuffle under `seed`; `val_size` is a fraction (<1) or a record count."""
     if not val_size:
         return convs, []
@@ -137,7 +143,11 @@ def _fingerprint(convs: list[Conversation], template: Any, tokenizer: Any, setti
     backend = getattr(tokenizer, "backend_tokenizer", None)
     h.update(backend.to_str().encode() if backend is not None else repr(tokenizer).encode())
     for c in convs:
-        h.update(json.dumps([c.system, c.tools, [(m.role, m.content) for m in c.messages]], ensure_ascii=False).encode())
+        h.update(
+            json.dumps(
+                [c.system, c.tools, [(m.role, m.content) for m in c.messages]], ensure_ascii=False
+            ).encode()
+        )
     return h.hexdigest()[:24]
 
 

@@ -25,7 +25,9 @@ def _text(path: Path) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(f"{path}: not valid UTF-8 (line {line}, byte offset {exc.start}); save it as UTF-8") from None
+        raise DataError(
+            f"{path}: not valid UTF-8 (line {line}, byte offset {exc.start}); save it as UTF-8"
+        ) from None
 
 
 def read_json(path: Path) -> list[Any]:
@@ -44,7 +46,9 @@ def read_json(path: Path) -> list[Any]:
                 return value
         raise DataError(f"{path}: expected a JSON array of records at the top level, got an object")
     if not isinstance(data, list):
-        raise DataError(f"{path}: expected a JSON array of records at the top level, got {type(data).__name__}")
+        raise DataError(
+            f"{path}: expected a JSON array of records at the top level, got {type(data).__name__}"
+        )
     return data
 
 
@@ -98,7 +102,9 @@ def read_hub(spec: DatasetSpec) -> list[Any]:
         try:
             from modelscope import MsDataset
         except ImportError:
-            raise DataError(f"dataset '{spec.name}': ModelScope is not installed (pip install modelscope)") from None
+            raise DataError(
+                f"dataset '{spec.name}': ModelScope is not installed (pip install modelscope)"
+            ) from None
         ds = MsDataset.load(spec.path, subset_name=spec.subset, split=spec.split, data_dir=spec.folder)
         ds = ds.to_hf_dataset() if hasattr(ds, "to_hf_dataset") else ds
         return list(ds)
@@ -107,7 +113,9 @@ def read_hub(spec: DatasetSpec) -> list[Any]:
     try:
         ds = datasets.load_dataset(spec.path, name=spec.subset, split=spec.split, data_dir=spec.folder)
     except Exception as exc:  # network, auth and not-found errors all arrive here
-        raise DataError(f"dataset '{spec.name}': cannot load '{spec.path}' from the Hugging Face hub ({exc})") from None
+        raise DataError(
+            f"dataset '{spec.name}': cannot load '{spec.path}' from the Hugging Face hub ({exc})"
+        ) from None
     return list(ds)
 
 

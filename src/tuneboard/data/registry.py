@@ -92,7 +92,9 @@ def read_registry(dataset_dir: str | Path) -> dict[str, dict[str, Any]]:
     except json.JSONDecodeError as exc:
         raise json_error(path, text, exc) from None
     if not isinstance(info, dict):
-        raise DataError(f"{path}: expected an object mapping dataset names to entries, got {type(info).__name__}")
+        raise DataError(
+            f"{path}: expected an object mapping dataset names to entries, got {type(info).__name__}"
+        )
     return info
 
 
@@ -175,7 +177,9 @@ def looks_like_path(name: str) -> bool:
     return name.endswith(DATA_SUFFIXES) or "/" in name or os.sep in name
 
 
-def resolve(names: list[str], dataset_dir: str | Path, use_modelscope: bool | None = None) -> list[DatasetSpec]:
+def resolve(
+    names: list[str], dataset_dir: str | Path, use_modelscope: bool | None = None
+) -> list[DatasetSpec]:
     """Names from `dataset:` -> specs; unknown names list the close ones."""
     dataset_dir = Path(dataset_dir)
     if use_modelscope is None:

@@ -279,11 +279,7 @@ register(
     Template(
         "qwen3_nothink",
         observation=_QWEN_TOOL,
-        notes=(
-            "LLaMA-Factory's name for non-thinking Qwen3 (its examples pair it with Qwen3-4B-Instruct-2507): "
-            "plain ChatML, no default system, no think blocks. With a hybrid Qwen3 this trains replies "
-            "without think blocks and the generation prompt has none either."
-        ),
+        notes="Qwen3-*-Instruct-2507 (LLaMA-Factory's qwen3 examples): ChatML, no default system, no think blocks.",
         **_CHATML,
     )
 )
@@ -312,11 +308,7 @@ register(
         header="<|assistant|>",
         train_suffix="<|endoftext|>",
         stop_words=("<|endoftext|>", "<|user|>", "<|observation|>"),
-        notes=(
-            "THUDM/glm-4-9b-chat. No end-of-turn marker: the model stops at <|user|>/<|observation|>. "
-            "For training, <|endoftext|> (an eos of its generation_config) is added after every reply. "
-            "The official template skips messages with empty content; tuneboard renders them."
-        ),
+        notes="THUDM/glm-4-9b-chat; no end-of-turn marker, so training adds <|endoftext|> (an eos) after replies.",
     )
 )
 register(
@@ -332,10 +324,8 @@ register(
         strip=(ASSISTANT,),
         stop_words=("</s>",),
         notes=(
-            "Mistral-7B-Instruct-v0.3 (mistralai 'v3' template): the system prompt goes before the LAST user "
-            "message. The official template renders it only when that message is the final one (a generation "
-            "prompt), so for a finished conversation tuneboard renders it where the model saw it for the last "
-            "reply instead of dropping it. LLaMA-Factory puts it before the first user message."
+            "Mistral-7B-Instruct-v0.3: system before the LAST user message. Officially it shows only in a "
+            "generation prompt; a finished conversation keeps it there instead of dropping it."
         ),
     )
 )
@@ -363,11 +353,7 @@ register(
         assistant=" {content}" + _DS_EOS,
         header="Assistant:",
         stop_words=(_DS_EOS,),
-        notes=(
-            "deepseek-llm-7b-chat / DeepSeek-V2(-Lite)-Chat, the models LLaMA-Factory's 'deepseek' targets. "
-            "The official reply is 'Assistant: ' + content: the space after the generation prompt is trained "
-            "(LLaMA-Factory drops it). DeepSeek-V3/R1 use other formats."
-        ),
+        notes="deepseek-llm-7b-chat / DeepSeek-V2-Chat (LLaMA-Factory's 'deepseek'); the space after 'Assistant:' is trained.",
     )
 )
 

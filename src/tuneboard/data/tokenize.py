@@ -33,7 +33,7 @@ class EncodeStats:
 
 
 def _spans(template: Any, conv: Conversation) -> tuple[str, list[int], list[tuple[bool, int]]]:
-    segs = template.render(conv)
+    segs = template.render(conv, for_training=True)
     starts, meta, pos, parts = [], [], 0, []
     for s in segs:
         starts.append(pos)
@@ -43,7 +43,9 @@ def _spans(template: Any, conv: Conversation) -> tuple[str, list[int], list[tupl
     return "".join(parts), starts, meta
 
 
-def _truncate(ids: list[int], labels: list[int], turns: list[int], cutoff: int) -> tuple[list[int], list[int]]:
+def _truncate(
+    ids: list[int], labels: list[int], turns: list[int], cutoff: int
+) -> tuple[list[int], list[int]]:
     """Fit `cutoff` tokens: keep whole exchanges from the start; if the first one alone is too long,
     keep its reply's head (at least half the budget when the reply is long) and the tail of its prompt
     (the question's end and the assistant header sit next to the reply)."""
@@ -92,7 +94,7 @@ def encode(
         st, meta = starts[k], metas[k]
         last_turn = max((t for _, t in meta), default=0)
         labels, turns = [], []
-        for tok, (a, _b) in zip(ids, offsets):
+        for tok, (a, _b) in zip(ids, offsets, strict=False):
             seg = max(bisect.bisect_right(st, a) - 1, 0)
             train, turn = meta[seg]
             trained = train or (train_on_prompt and turn >= 0)

@@ -41,7 +41,9 @@ def identity(name: str, author: str, file: Path, output: Path | None = None) -> 
         raise DataError(f"{source}: holds no {{{{name}}}} or {{{{author}}}} placeholders to fill")
     if output is None and not tpl.exists():
         write_json_atomic(tpl, records)
-    filled = json.loads(text.replace("{{name}}", _json_inner(name)).replace("{{author}}", _json_inner(author)))
+    filled = json.loads(
+        text.replace("{{name}}", _json_inner(name)).replace("{{author}}", _json_inner(author))
+    )
     target = output or file
     write_json_atomic(target, filled)
     return target
@@ -69,7 +71,9 @@ def add(name: str, file: Path, dataset_dir: Path, formatting: str | None = None,
     dataset_dir = Path(dataset_dir)
     info = read_registry(dataset_dir)
     if name in info and not force:
-        raise DataError(f"{dataset_dir / INFO_FILE}: dataset '{name}' is already registered (use --force to replace)")
+        raise DataError(
+            f"{dataset_dir / INFO_FILE}: dataset '{name}' is already registered (use --force to replace)"
+        )
     file = Path(file)
     try:
         rel = file.resolve().relative_to(dataset_dir.resolve())
@@ -135,7 +139,9 @@ def check(spec: DatasetSpec, tokenizer: Any = None, template: Any = None, cutoff
     for rec in records:
         if isinstance(rec, dict):
             unmapped.update(k for k, v in rec.items() if k not in mapped and v not in (None, "", [], {}))
-    keys = [json.dumps([c.system, [(m.role, m.content) for m in c.messages]], ensure_ascii=False) for c in convs]
+    keys = [
+        json.dumps([c.system, [(m.role, m.content) for m in c.messages]], ensure_ascii=False) for c in convs
+    ]
     dupes = sum(n - 1 for n in Counter(keys).values() if n > 1)
     empty = sum(1 for c in convs if any(m.role == "assistant" and not m.content.strip() for m in c.messages))
     report: dict[str, Any] = {
@@ -205,5 +211,7 @@ def preview(spec: DatasetSpec, tokenizer: Any, template: Any, n: int = 2, cutoff
                 text.append(f"[[{piece}]]" if labels[start] != IGNORE else piece)
                 start = k
         n_trained = sum(1 for lab in labels if lab != IGNORE)
-        out.append(f"--- record {i}: {len(ids)} tokens, {n_trained} trained (between [[ and ]])\n" + "".join(text))
+        out.append(
+            f"--- record {i}: {len(ids)} tokens, {n_trained} trained (between [[ and ]])\n" + "".join(text)
+        )
     return "\n".join(out)

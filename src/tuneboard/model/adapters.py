@@ -72,7 +72,9 @@ def apply_freeze(model: Any, cfg: Config) -> Any:
     layers = decoder_layers(model)
     n = cfg.freeze_trainable_layers
     if n == 0 or n > len(layers):
-        raise ConfigError(f"freeze_trainable_layers must be between 1 and {len(layers)} (the model's layers), got {n}")
+        raise ConfigError(
+            f"freeze_trainable_layers must be between 1 and {len(layers)} (the model's layers), got {n}"
+        )
     chosen = set(range(len(layers) - n, len(layers)))
     for p in model.parameters():
         p.requires_grad_(False)

@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import hub
 from ..config import Config
-from ..data.templates import Template, get_template, resolve_template
+from ..data.templates import Template, resolve_template
 from ..errors import TuneboardError
 from . import tiny
 
@@ -69,7 +69,9 @@ def load_tokenizer(model_dir: Path, cfg: Config) -> Any:
         tok = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=cfg.trust_remote_code, use_fast=True)
     except ValueError as exc:
         if "trust_remote_code" in str(exc):
-            raise TuneboardError(f"{model_dir}: this model needs custom code; set trust_remote_code: true") from None
+            raise TuneboardError(
+                f"{model_dir}: this model needs custom code; set trust_remote_code: true"
+            ) from None
         raise
     if not getattr(tok, "is_fast", False):
         raise TuneboardError(f"{model_dir}: tuneboard needs a fast (Rust) tokenizer; none could be loaded")
@@ -81,8 +83,9 @@ def load_tokenizer(model_dir: Path, cfg: Config) -> Any:
 def pick_template(name: str | None, tokenizer: Any, model_dir: Path) -> Template:
     marker = model_dir / "tuneboard_tiny.json"
     if (name in (None, "auto")) and marker.exists():
-        return get_template(json.loads(marker.read_text())["template"])
-    return resolve_template(name, getattr(tokenizer, "chat_template", None), tokenizer.eos_token)
+        name = json.loads(marker.read_text())["template"]
+    bos = getattr(tokenizer, "bos_token", None)
+    return resolve_template(name, getattr(tokenizer, "chat_template", None), tokenizer.eos_token, bos=bos)
 
 
 def trained_template(source: ModelSource) -> str | None:
@@ -164,7 +167,9 @@ def load_model(model_dir: Path, cfg: Config, dtype: Any = None, device_map: Any 
         return AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
     except ValueError as exc:
         if "trust_remote_code" in str(exc):
-            raise TuneboardError(f"{model_dir}: this model needs custom code; set trust_remote_code: true") from None
+            raise TuneboardError(
+                f"{model_dir}: this model needs custom code; set trust_remote_code: true"
+            ) from None
         raise
 
 
@@ -181,11 +186,15 @@ class LightTokenizer:
         conf_path = model_dir / "tokenizer_config.json"
         conf = json.loads(conf_path.read_text(encoding="utf-8")) if conf_path.exists() else {}
         jinja = model_dir / "chat_template.jinja"
-        self.chat_template = jinja.read_text(encoding="utf-8") if jinja.exists() else conf.get("chat_template")
+        self.chat_template = (
+            jinja.read_text(encoding="utf-8") if jinja.exists() else conf.get("chat_template")
+        )
         eos = conf.get("eos_token")
         self.eos_token = eos.get("content") if isinstance(eos, dict) else eos
 
-    def __call__(self, texts: list[str], add_special_tokens: bool = False, return_offsets_mapping: bool = False, **_):
+    def __call__(
+        self, texts: list[str], add_special_tokens: bool = False, return_offsets_mapping: bool = False, **_
+    ):
         encs = self._tok.encode_batch(texts, add_special_tokens=add_special_tokens)
         out: dict[str, Any] = {"input_ids": [e.ids for e in encs]}
         if return_offsets_mapping:

@@ -61,7 +61,14 @@ def corpus_texts(data_dir: Path | None = None) -> list[str]:
         except (OSError, ValueError):
             continue
     # words of the chat format and common English so the vocabulary is useful beyond the demo
-    texts += ["system", "user", "assistant", "\n", "You are a helpful assistant.", "Hello! How can I help you?"]
+    texts += [
+        "system",
+        "user",
+        "assistant",
+        "\n",
+        "You are a helpful assistant.",
+        "Hello! How can I help you?",
+    ]
     return texts
 
 

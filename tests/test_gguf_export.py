@@ -1,0 +1,216 @@
+"""GGUF export (gguf_export.py): written with the `gguf` package, read back with its GGUFReader."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+gguf = pytest.importorskip("gguf")
+torch = pytest.importorskip("torch")
+
+from tuneboard.data.templates import get_template  # noqa: E402
+from tuneboard.errors import TuneboardError  # noqa: E402
+from tuneboard.gguf_export import _pre_tokenizer, write_gguf  # noqa: E402
+
+LAYER_TENSORS = (
+    "attn_q",
+    "attn_k",
+    "attn_v",
+    "attn_output",
+    "ffn_gate",
+    "ffn_up",
+    "ffn_down",
+    "attn_norm",
+    "ffn_norm",
+)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tuneboard.model import tiny as builtin
+
+    d = builtin.ensure()
+    return AutoModelForCausalLM.from_pretrained(d).eval(), AutoTokenizer.from_pretrained(d), d
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tiny):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    _, tok, _ = tiny
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=None,
+    )
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():  # random norms, so a wrong tensor mapping cannot hide behind all-ones
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.uniform_(0.5, 1.5)
+    return model, tok
+
+
+def _field(reader, key):
+    return reader.fields[key].contents()
+
+
+def _hf_rows_for_gguf(n_rows: int, heads: int) -> np.ndarray:
+    """For each GGUF row of a llama q/k projection, the transformers row it comes from: within a head,
+    GGUF pairs rotary dimensions (2j, 2j+1) where transformers stores them as (j, j + head_dim/2)."""
+    head_dim = n_rows // heads
+    src = []
+    for h in range(heads):
+        for j in range(head_dim // 2):
+            src += [h * head_dim + j, h * head_dim + head_dim // 2 + j]
+    return np.array(src)
+
+
+def _check_tensors(reader, model, dtype: str, permuted: dict[str, int]):
+    state = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
+    names = gguf.get_tensor_name_map(
+        gguf.MODEL_ARCH.LLAMA if model.config.model_type == "llama" else gguf.MODEL_ARCH.QWEN2,
+        model.config.num_hidden_layers,
+    )
+    by_name = {names.get_name(k, try_suffixes=(".weight", ".bias")): k for k in state}
+    for t in reader.tensors:
+        key = by_name[t.name]
+        expected = state[key]
+        assert list(t.shape) == list(reversed(expected.shape)), (
+            t.name
+        )  # GGUF lists dimensions innermost first
+        want_half = dtype == "f16" and expected.ndim == 2
+        assert t.tensor_type == (
+            gguf.GGMLQuantizationType.F16 if want_half else gguf.GGMLQuantizationType.F32
+        )
+        for part, heads in permuted.items():
+            if f".{part}." in t.name:
+                expected = expected[_hf_rows_for_gguf(expected.shape[0], heads)]
+        want = expected.astype(np.float16) if want_half else expected
+        np.testing.assert_array_equal(np.asarray(t.data).reshape(expected.shape), want, err_msg=t.name)
+
+
+@pytest.mark.parametrize("dtype", ["f16", "f32"])
+def test_qwen2_tiny(tmp_path, tiny, dtype):
+    model, tok, _ = tiny
+    path = write_gguf(model, tok, get_template("chatml"), tmp_path / f"tiny-{dtype}.gguf", dtype)
+    assert path == tmp_path / f"tiny-{dtype}.gguf"
+    r = gguf.GGUFReader(path)
+    n = model.config.num_hidden_layers
+    expected = {"token_embd.weight", "output_norm.weight"}
+    expected |= {f"blk.{i}.{t}.weight" for i in range(n) for t in LAYER_TENSORS}
+    expected |= {f"blk.{i}.{t}.bias" for i in range(n) for t in ("attn_q", "attn_k", "attn_v")}
+    assert {t.name for t in r.tensors} == expected  # tied embeddings: no separate output.weight
+    _check_tensors(r, model, dtype, permuted={})  # qwen2 uses NeoX rope in llama.cpp: no reordering
+
+    assert _field(r, "general.architecture") == "qwen2"
+    assert _field(r, "general.file_type") == (1 if dtype == "f16" else 0)
+    assert _field(r, "qwen2.block_count") == n
+    assert _field(r, "qwen2.context_length") == model.config.max_position_embeddings
+    assert _field(r, "qwen2.embedding_length") == model.config.hidden_size
+    assert _field(r, "qwen2.feed_forward_length") == model.config.intermediate_size
+    assert _field(r, "qwen2.attention.head_count") == model.config.num_attention_heads
+    assert _field(r, "qwen2.attention.head_count_kv") == model.config.num_key_value_heads
+    assert _field(r, "qwen2.rope.freq_base") == pytest.approx(10000.0)
+    assert _field(r, "qwen2.attention.layer_norm_rms_epsilon") == pytest.approx(model.config.rms_norm_eps)
+    assert _field(r, "tokenizer.ggml.model") == "gpt2"
+    # transformers loads the builtin tokenizer as Qwen2Tokenizer, which splits text with the Qwen2 regex
+    assert _field(r, "tokenizer.ggml.pre") == "qwen2"
+    assert _field(r, "tokenizer.chat_template") == tok.chat_template
+    assert _field(r, "tokenizer.ggml.eos_token_id") == tok.eos_token_id
+    assert _field(r, "tokenizer.ggml.padding_token_id") == tok.pad_token_id
+    assert _field(r, "tokenizer.ggml.eot_token_id") == tok.convert_tokens_to_ids("<|im_end|>")
+    assert _field(r, "tokenizer.ggml.add_bos_token") is False
+    assert "tokenizer.ggml.bos_token_id" not in r.fields
+    tokens = _field(r, "tokenizer.ggml.tokens")
+    assert len(tokens) == len(tok) == model.get_input_embeddings().weight.shape[0]
+    vocab = tok.get_vocab()
+    assert all(tokens[i] == text for text, i in vocab.items())
+    types = _field(r, "tokenizer.ggml.token_type")
+    assert [types[tok.convert_tokens_to_ids(s)] for s in ("<|endoftext|>", "<|im_start|>", "<|im_end|>")] == [
+        3
+    ] * 3
+    assert types[vocab["a"]] == 1  # NORMAL
+    merges = _field(r, "tokenizer.ggml.merges")
+    spec = json.loads(tok.backend_tokenizer.to_str())
+    assert merges == [" ".join(m) if isinstance(m, list) else m for m in spec["model"]["merges"]]
+
+
+@pytest.mark.parametrize("dtype", ["f16", "f32"])
+def test_llama_permutes_q_and_k(tmp_path, tiny_llama, dtype):
+    model, tok = tiny_llama
+    path = write_gguf(model, tok, get_template("chatml"), tmp_path / "llama.gguf", dtype)
+    r = gguf.GGUFReader(path)
+    names = {t.name for t in r.tensors}
+    assert "output.weight" in names and "blk.1.attn_q.bias" not in names
+    assert len(names) == 3 + 2 * len(LAYER_TENSORS)
+    _check_tensors(r, model, dtype, permuted={"attn_q": 4, "attn_k": 2})
+    assert _field(r, "general.architecture") == "llama"
+    assert _field(r, "llama.block_count") == 2
+    assert _field(r, "llama.rope.dimension_count") == 16
+    assert _field(r, "tokenizer.ggml.pre") == "qwen2"  # the tokenizer decides, not the architecture
+
+
+def test_llama3_rope_scaling_writes_rope_freqs(tmp_path, tiny):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    _, tok, _ = tiny
+    rope = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0}
+    rope |= {"high_freq_factor": 4.0, "original_max_position_embeddings": 64}
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2
+    )
+    config.rope_parameters = rope
+    model = LlamaForCausalLM(config)
+    r = gguf.GGUFReader(write_gguf(model, tok, get_template("chatml"), tmp_path / "l3.gguf", "f32"))
+    freqs = {t.name: t for t in r.tensors}["rope_freqs.weight"]
+    factors = np.asarray(freqs.data)
+    assert factors.shape == (16,) and factors[0] == 1.0 and factors[-1] == pytest.approx(8.0)
+    assert _field(r, "llama.rope.freq_base") == pytest.approx(500000.0)
+
+
+def test_plain_byte_level_tokenizer_is_gpt2(tmp_path, tiny):
+    """The builtin tokenizer.json as written (plain ByteLevel, GPT-2 regex) maps to llama.cpp's 'gpt-2'."""
+    from transformers import PreTrainedTokenizerFast
+
+    model, _, d = tiny
+    tok = PreTrainedTokenizerFast(tokenizer_file=str(Path(d) / "tokenizer.json"), eos_token="<|im_end|>")
+    r = gguf.GGUFReader(write_gguf(model, tok, get_template("chatml"), tmp_path / "t.gguf", "f16"))
+    assert _field(r, "tokenizer.ggml.pre") == "gpt-2"
+    assert "tokenizer.chat_template" not in r.fields  # this tokenizer has none
+
+
+def test_unknown_pre_tokenizer_warns():
+    with pytest.warns(UserWarning, match="unrecognised pre-tokenizer"):
+        assert _pre_tokenizer({"type": "Whitespace"}, "llama") == "llama-bpe"
+
+
+def test_unsupported_architecture_and_tokenizer(tmp_path, tiny):
+    fake = SimpleNamespace(config=SimpleNamespace(model_type="gemma2"))
+    with pytest.raises(TuneboardError, match="'gemma2'"):
+        write_gguf(fake, None, None, tmp_path / "x.gguf", "f16")
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    word = Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, unk_token="[UNK]"))
+    word.pre_tokenizer = pre_tokenizers.Whitespace()
+    model, _, _ = tiny
+    with pytest.raises(TuneboardError, match="byte-level BPE"):
+        write_gguf(model, PreTrainedTokenizerFast(tokenizer_object=word), None, tmp_path / "y.gguf", "f16")
+    with pytest.raises(TuneboardError, match="dtype"):
+        write_gguf(model, None, None, tmp_path / "z.gguf", "q8_0")
