@@ -214,3 +214,55 @@ def test_unsupported_architecture_and_tokenizer(tmp_path, tiny):
         write_gguf(model, PreTrainedTokenizerFast(tokenizer_object=word), None, tmp_path / "y.gguf", "f16")
     with pytest.raises(TuneboardError, match="dtype"):
         write_gguf(model, None, None, tmp_path / "z.gguf", "q8_0")
+
+
+def _gguf_forward(path: Path, ids: list[int]) -> np.ndarray:
+    """Logits computed the way llama.cpp does, from the GGUF file alone: rope on neighbouring pairs for
+    llama (GGML's normal mode), on the two halves of each head for qwen2 (NeoX mode); numpy, f32."""
+    r = gguf.GGUFReader(path)
+    w = {t.name: np.asarray(t.data, dtype=np.float32).reshape(list(reversed(t.shape))) for t in r.tensors}
+    arch = _field(r, "general.architecture")
+    n_head, n_kv = _field(r, f"{arch}.attention.head_count"), _field(r, f"{arch}.attention.head_count_kv")
+    eps, base = _field(r, f"{arch}.attention.layer_norm_rms_epsilon"), _field(r, f"{arch}.rope.freq_base")
+    x = w["token_embd.weight"][ids]
+    n, hd = len(ids), x.shape[1] // n_head
+    angles = np.arange(n)[:, None] * base ** (-np.arange(0, hd, 2) / hd)
+    cos, sin = np.cos(angles)[:, None, :], np.sin(angles)[:, None, :]
+
+    def norm(v, weight):
+        return v / np.sqrt((v * v).mean(-1, keepdims=True) + eps) * weight
+
+    def rope(v):
+        a, b = (v[..., : hd // 2], v[..., hd // 2 :]) if arch == "qwen2" else (v[..., 0::2], v[..., 1::2])
+        ra, rb = a * cos - b * sin, a * sin + b * cos
+        return np.concatenate([ra, rb], -1) if arch == "qwen2" else np.stack([ra, rb], -1).reshape(v.shape)
+
+    def proj(v, name):
+        return v @ w[f"{name}.weight"].T + w.get(f"{name}.bias", 0.0)
+
+    mask = np.triu(np.full((n, n), -np.inf), 1)
+    for i in range(_field(r, f"{arch}.block_count")):
+        h = norm(x, w[f"blk.{i}.attn_norm.weight"])
+        q = rope(proj(h, f"blk.{i}.attn_q").reshape(n, n_head, hd))
+        k = rope(proj(h, f"blk.{i}.attn_k").reshape(n, n_kv, hd)).repeat(n_head // n_kv, axis=1)
+        v = proj(h, f"blk.{i}.attn_v").reshape(n, n_kv, hd).repeat(n_head // n_kv, axis=1)
+        scores = np.einsum("qhd,khd->hqk", q, k) / np.sqrt(hd) + mask
+        p = np.exp(scores - scores.max(-1, keepdims=True))
+        att = np.einsum("hqk,khd->qhd", p / p.sum(-1, keepdims=True), v).reshape(n, -1)
+        x = x + proj(att, f"blk.{i}.attn_output")
+        h = norm(x, w[f"blk.{i}.ffn_norm.weight"])
+        gate = proj(h, f"blk.{i}.ffn_gate")
+        x = x + proj(gate / (1 + np.exp(-gate)) * proj(h, f"blk.{i}.ffn_up"), f"blk.{i}.ffn_down")
+    return norm(x, w["output_norm.weight"]) @ w.get("output.weight", w["token_embd.weight"]).T
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama"])
+def test_llama_cpp_semantics_reproduce_transformers_logits(tmp_path, tiny, tiny_llama, arch):
+    """The GGUF tensors, run with llama.cpp's rope conventions, give the transformers logits."""
+    model, tok = (tiny[0], tiny[1]) if arch == "qwen2" else tiny_llama
+    path = write_gguf(model, tok, get_template("chatml"), tmp_path / "m.gguf", "f32")
+    ids = tok("Hello, who are you? 12345")["input_ids"]
+    with torch.no_grad():
+        want = model(torch.tensor([ids])).logits[0].numpy()
+    got = _gguf_forward(path, ids)
+    np.testing.assert_allclose(got, want, atol=2e-4, rtol=1e-3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 
@@ -150,7 +151,11 @@ def go_render(tmp_path_factory):
         pytest.skip("no Go toolchain: the Go-template rendering check needs `go`")
     d = tmp_path_factory.mktemp("gotmpl")
     (d / "main.go").write_text(_HARNESS)
-    subprocess.run([go, "build", "-o", str(d / "render"), str(d / "main.go")], check=True, cwd=d, timeout=300)
+    env = dict(os.environ)
+    if not any(env.get(k) for k in ("GOCACHE", "XDG_CACHE_HOME", "HOME")):
+        env["GOCACHE"] = str(d / "cache")
+    build = [go, "build", "-o", str(d / "render"), str(d / "main.go")]
+    subprocess.run(build, check=True, cwd=d, env=env, timeout=300)
 
     def render(cases: list[dict]) -> list[str]:
         done = subprocess.run(

@@ -52,16 +52,17 @@ def to_conversation(messages: list[dict[str, str]], system: str | None = None) -
 
 @dataclass
 class _Cancel:
-    """A StoppingCriteria that a consumer flips to stop generation (stop string, disconnect, Ctrl-C)."""
+    """A StoppingCriteria: stop when the engine flips `flag` (stop string, consumer gone) or the caller
+    sets `cancel` (client disconnect, Ctrl-C)."""
 
+    cancel: threading.Event | None = None
     flag: threading.Event = field(default_factory=threading.Event)
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         import torch
 
-        return torch.full(
-            (input_ids.shape[0],), self.flag.is_set(), dtype=torch.bool, device=input_ids.device
-        )
+        stop = self.flag.is_set() or (self.cancel is not None and self.cancel.is_set())
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
 
 class ChatEngine:
@@ -111,7 +112,7 @@ class ChatEngine:
         ids = self.encode(messages, system)
         reply.prompt_tokens = len(ids)
         kw = self.generation_kwargs(**gen)
-        stopper = _Cancel(cancel or threading.Event())
+        stopper = _Cancel(cancel)
         streamer = _CountingStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=None)
         inputs = torch.tensor([ids], device=self.model.device)
         errors: list[BaseException] = []
@@ -162,7 +163,7 @@ class ChatEngine:
             reply.completion_tokens = streamer.count
             if cancel is not None and cancel.is_set():
                 reply.finish_reason = "cancelled"
-            elif streamer.count >= kw["max_new_tokens"] and cut_is_none(text, stop):
+            elif streamer.count >= kw["max_new_tokens"] and _first_stop(text, stop) is None:
                 reply.finish_reason = "length"
 
     def chat(self, messages: list[dict[str, str]], system: str | None = None, **gen: Any) -> Reply:
@@ -170,10 +171,6 @@ class ChatEngine:
         for _ in self.stream(messages, system=system, reply=reply, **gen):
             pass
         return reply
-
-
-def cut_is_none(text: str, stop: list[str] | None) -> bool:
-    return _first_stop(text, stop) is None
 
 
 def _first_stop(text: str, stop: list[str] | None) -> int | None:

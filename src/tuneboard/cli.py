@@ -178,10 +178,24 @@ def cmd_model_tiny(args: argparse.Namespace) -> int:
 def cmd_env(args: argparse.Namespace) -> int:
     from . import env, estimate
 
-    print(env.format_report(env.report()))
-    if args.model:
-        print()
-        print(estimate.format_estimate_for(args.model, args.method, args.cutoff_len, args.batch_size))
+    report = env.report()
+    print(env.format_report(report))
+    if not args.model:
+        return 0
+    try:
+        params, shape = estimate.resolve_model(args.model)
+    except (ValueError, OSError) as exc:
+        raise TuneboardError(f"--model {args.model}: {exc}") from None
+    precision = "bf16"  # what a GPU run would use: the question is which GPU to choose
+    for method in [args.method] if args.method else list(estimate.METHODS):
+        if method == "qlora" and not report["gpus"]:
+            continue
+        est = estimate.estimate(
+            params, method, precision, args.cutoff_len, args.batch_size, model_shape=shape
+        )
+        print(f"\n{method} ({precision}, cutoff_len {args.cutoff_len}, batch {args.batch_size}):")
+        print(estimate.format_estimate(est))
+        print("\n".join(estimate.advise(est, report["gpus"], report["memory"].get("available"))))
     return 0
 
 

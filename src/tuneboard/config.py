@@ -333,6 +333,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             out[key] = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
             out[key] = raw
+        if isinstance(out[key], dict):  # `default_system=Note: be brief` is text, not a mapping
+            out[key] = raw
     return out
 
 

@@ -32,18 +32,17 @@ cutoff_len: 256
 ### output
 output_dir: {out}/saves/tiny-full
 logging_steps: 10
-save_steps: 200
+save_steps: 1000
 save_total_limit: 1
 plot_loss: true
 overwrite_output_dir: true
 
 ### train
-per_device_train_batch_size: 16
-learning_rate: 2.0e-3
-num_train_epochs: 12
+per_device_train_batch_size: 8
+learning_rate: 3.0e-3
+num_train_epochs: 10
 lr_scheduler_type: cosine
 warmup_ratio: 0.05
-weight_decay: 0.01
 seed: 42
 """
 

@@ -11,7 +11,6 @@ import os
 import shutil
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,11 @@ def say(msg: str) -> None:
         print(msg, flush=True)
 
 
+def warn(msg: str) -> None:
+    if is_main_process():
+        print(f"warning: {msg}", file=sys.stderr, flush=True)
+
+
 def cpu_bf16_supported() -> bool:
     import torch
 
@@ -57,15 +61,12 @@ def resolve_precision(cfg: Config) -> str:
         if (cuda and torch.cuda.is_bf16_supported()) or (not cuda and cpu_bf16_supported()):
             return "bf16"
         fallback = "fp16" if cuda else "fp32"
-        warnings.warn(
-            f"bf16: true is not supported on this {'GPU' if cuda else 'CPU'}; training in {fallback}",
-            stacklevel=2,
-        )
+        warn(f"bf16: true is not supported on this {'GPU' if cuda else 'CPU'}; training in {fallback}")
         return fallback
     if cfg.fp16:
         if cuda:
             return "fp16"
-        warnings.warn("fp16: true needs a CUDA GPU; training in fp32 on the CPU", stacklevel=2)
+        warn("fp16: true needs a CUDA GPU; training in fp32 on the CPU")
     return "fp32"
 
 
@@ -157,9 +158,16 @@ def training_args(cfg: Config, precision: str, has_eval: bool) -> Any:
         dataloader_num_workers=cfg.dataloader_num_workers,
         deepspeed=cfg.deepspeed,
         remove_unused_columns=False,
+        dataloader_pin_memory=_cuda_available(),
         disable_tqdm=True,
         label_names=["labels"],
     )
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def summary(cfg: Config, model: Any, data: DataBundle, args: Any, precision: str, base: str) -> None:

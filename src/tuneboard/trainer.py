@@ -125,8 +125,12 @@ class SFTTrainer(Trainer):
             "dropped_samples": self.data.train.stats.dropped_no_target,
         }
         if self.data.eval is not None:
-            ev = self.evaluate()
-            results["eval_loss"] = ev.get("eval_loss")
+            last = [
+                h
+                for h in self.state.log_history
+                if "eval_loss" in h and h.get("step") == self.state.global_step
+            ]
+            results["eval_loss"] = last[-1]["eval_loss"] if last else self.evaluate().get("eval_loss")
         if self.is_world_process_zero():
             write_json_atomic(out / "all_results.json", results)
             if self.cfg.plot_loss:

@@ -17,6 +17,10 @@ import time
 import uuid
 from typing import Any
 
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+
 from ..config import Config
 from ..errors import TuneboardError
 
@@ -24,17 +28,11 @@ DEFAULT_PORT = 8000
 
 
 def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> Any:
-    from fastapi.responses import JSONResponse
-
     body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
 def create_app(engine: Any, api_key: str | None = None, max_waiting: int = 16) -> Any:
-    from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import StreamingResponse
-
     app = FastAPI(title="tuneboard API", docs_url=None, redoc_url=None)
     slots = threading.BoundedSemaphore(max_waiting + 1)  # one generating + max_waiting queued
     model_id = os.path.basename(str(engine.name).rstrip("/")) or str(engine.name)

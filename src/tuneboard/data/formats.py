@@ -164,7 +164,7 @@ def from_sharegpt(
             raise DataError(f"{at} must be an object with '{role_tag}' and '{content_tag}'")
         role = msg.get(role_tag)
         content = msg.get(content_tag)
-        if content is None and role in roles and "tool_calls" in msg:
+        if not content and role in roles and msg.get("tool_calls"):  # OpenAI: content null or ""
             content = json.dumps(msg["tool_calls"], ensure_ascii=False)
         if not isinstance(content, str):
             raise DataError(f"{at}.{content_tag} must be a string, got {type(content).__name__}")

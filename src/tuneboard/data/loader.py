@@ -142,10 +142,10 @@ def _fingerprint(convs: list[Conversation], template: Any, tokenizer: Any, setti
     h.update(json.dumps(settings, sort_keys=True).encode())
     backend = getattr(tokenizer, "backend_tokenizer", None)
     h.update(backend.to_str().encode() if backend is not None else repr(tokenizer).encode())
-    for c in convs:
+    for c in convs:  # the source too: cached stats name dropped records by file and index
         h.update(
             json.dumps(
-                [c.system, c.tools, [(m.role, m.content) for m in c.messages]], ensure_ascii=False
+                [c.source, c.system, c.tools, [(m.role, m.content) for m in c.messages]], ensure_ascii=False
             ).encode()
         )
     return h.hexdigest()[:24]
@@ -223,6 +223,8 @@ def prepare_datasets(cfg: Any, tokenizer: Any, template: Any) -> DataBundle:
     """Training and evaluation sets from the config: load, split, tokenize (cached), optionally pack."""
     from .collate import pack_groups
 
+    if cfg.eval_datasets and cfg.val_size:  # the val_size records would be neither trained nor evaluated
+        raise DataError("set either val_size (a part of `dataset` held out) or eval_dataset, not both")
     convs, _ = load_conversations(cfg.datasets, cfg.dataset_dir, cfg.max_samples)
     train_convs, val_convs = split(convs, cfg.val_size, cfg.seed)
     if cfg.eval_datasets:
@@ -241,6 +243,11 @@ def prepare_datasets(cfg: Any, tokenizer: Any, template: Any) -> DataBundle:
             f"cutoff_len={cfg.cutoff_len} (e.g. {', '.join(train.stats.dropped_examples[:2])})"
         )
     eval_set = tokenize(val_convs, template, tokenizer, **kw) if val_convs else None
+    if eval_set is not None and len(eval_set) == 0:
+        raise DataError(
+            f"no evaluation samples left: all {eval_set.stats.records} records lost every trained token to "
+            f"cutoff_len={cfg.cutoff_len} (e.g. {', '.join(eval_set.stats.dropped_examples[:2])})"
+        )
     if cfg.packing:
         train = PackedSet(train, pack_groups(train.lengths().tolist(), cfg.cutoff_len, cfg.seed))
     name = getattr(template, "name", "auto")

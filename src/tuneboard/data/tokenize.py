@@ -46,15 +46,15 @@ def _spans(template: Any, conv: Conversation) -> tuple[str, list[int], list[tupl
 def _truncate(
     ids: list[int], labels: list[int], turns: list[int], cutoff: int
 ) -> tuple[list[int], list[int]]:
-    """Fit `cutoff` tokens: keep whole exchanges from the start; if the first one alone is too long,
-    keep its reply's head (at least half the budget when the reply is long) and the tail of its prompt
-    (the question's end and the assistant header sit next to the reply)."""
+    """Fit `cutoff` tokens: drop whole exchanges from the end while an earlier one is still trained; if the
+    rest is too long, keep its reply's head (at least half the budget when the reply is long) and the tail
+    of its prompt (the question's end and the assistant header sit next to the reply)."""
     keep = len(ids)
     while keep > cutoff:
         last_turn = turns[keep - 1]
         start = next(i for i in range(keep) if turns[i] == last_turn)
-        if last_turn <= 0 or start == 0:
-            break
+        if last_turn <= 0 or start == 0 or all(lab == IGNORE for lab in labels[:start]):
+            break  # never cut the exchange that holds the only trained tokens (mask_history)
         keep = start
     ids, labels, turns = ids[:keep], labels[:keep], turns[:keep]
     if len(ids) <= cutoff:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import DataError
 from ..files import write_json_atomic
-from .formats import mapped_fields, to_conversation
+from .formats import SHAREGPT_TAGS, mapped_fields, to_conversation
 from .loader import sniff_formatting
 from .readers import read_file, read_records
 from .registry import INFO_FILE, DatasetSpec, read_registry, resolve, spec_for_path, spec_from_entry
@@ -92,6 +92,13 @@ def add(name: str, file: Path, dataset_dir: Path, formatting: str | None = None,
         raise DataError(f"{file}: not registered; " + "; ".join(problems[:3]) + more)
     if not records:
         raise DataError(f"{file}: no records")
+    # a sniffed or given format is spelled out: LLaMA-Factory reads an entry without sniffing or our defaults
+    if spec.formatting != "alpaca":
+        entry["formatting"] = spec.formatting
+        if spec.columns["messages"] != "conversations":
+            entry["columns"] = {"messages": spec.columns["messages"]}
+        if spec.tags != SHAREGPT_TAGS:
+            entry["tags"] = dict(spec.tags)
     info[name] = entry
     write_json_atomic(dataset_dir / INFO_FILE, info)
     return entry

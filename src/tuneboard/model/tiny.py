@@ -139,7 +139,10 @@ def cache_root() -> Path:
 
 
 def fingerprint(spec: TinySpec) -> str:
+    from ..data.templates import get_template, to_jinja
+
     h = hashlib.sha256(f"{BUILD_VERSION}{sorted(asdict(spec).items())}".encode())
+    h.update(to_jinja(get_template(TEMPLATE)).encode())
     for text in corpus_texts():
         h.update(text.encode())
     return h.hexdigest()[:16]

@@ -1,0 +1,122 @@
+"""What every tab of the web UI shares: the workspace, the job runner, the top bar's choices, messages.
+
+Interface layer helper for the gradio tabs.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from ..errors import TuneboardError
+from . import lookup
+from .locales import t
+from .paths import OutsideRoot, Workspace
+from .runner import JobRunning, Runner
+from .texts import Texts
+
+HUBS = (("Hugging Face", "huggingface"), ("ModelScope", "modelscope"))
+FINETUNING = ("lora", "freeze", "full")
+
+
+@dataclass
+class Ctx:
+    ws: Workspace
+    runner: Runner
+    ui: Texts
+    lang: Any = None
+    top: list[Any] = field(default_factory=list)  # model, hub, finetuning, output, template, trust
+    dataset_dir: Any = None
+    pickers: list[tuple[Any, str]] = field(default_factory=list)  # dataset dropdowns and their role
+
+
+def error_text(lang: str, exc: BaseException) -> str:
+    """A refusal or failure as one line for a person (core messages are English)."""
+    if isinstance(exc, OutsideRoot):
+        text = t(lang, "err.outside", path=exc.path, root=str(exc.root))
+    elif isinstance(exc, JobRunning):
+        text = t(lang, "err.busy", kind=t(lang, f"kind.{exc.job.kind}"), pid=exc.job.pid)
+    elif isinstance(exc, TuneboardError):
+        text = t(lang, "err.prefix", message=str(exc))
+    else:
+        text = t(lang, "err.prefix", message=f"{type(exc).__name__}: {exc}")
+    return "❌ " + html.escape(text)
+
+
+def ok_text(text: str) -> str:
+    return "✅ " + html.escape(text)
+
+
+def modelscope(hub: str) -> bool:
+    return hub == "modelscope"
+
+
+def model_settings(ctx: Ctx, model: str, hub: str, ft: str, output: str | None, template: str, trust: bool):
+    return lookup.model_settings(ctx.ws, model, ft, output or None, template, bool(trust))
+
+
+def with_hub(hub: str):
+    """USE_MODELSCOPE_HUB for work done in the server process itself (chat, data check)."""
+
+    class _Env:
+        def __enter__(self) -> None:
+            self.old = os.environ.get("USE_MODELSCOPE_HUB")
+            if modelscope(hub):
+                os.environ["USE_MODELSCOPE_HUB"] = "1"
+            else:
+                os.environ.pop("USE_MODELSCOPE_HUB", None)
+
+        def __exit__(self, *exc: Any) -> None:
+            if self.old is None:
+                os.environ.pop("USE_MODELSCOPE_HUB", None)
+            else:
+                os.environ["USE_MODELSCOPE_HUB"] = self.old
+
+    return _Env()
+
+
+def dataset_choices(ws: Workspace, dataset_dir: str) -> list[tuple[str, str]]:
+    """Registered datasets as (label with record count, name)."""
+    try:
+        rows = lookup.datasets(ws, dataset_dir)
+    except TuneboardError:
+        return []
+    return [(f"{r['name']} ({r['records'] if r['records'] is not None else '?'})", r["name"]) for r in rows]
+
+
+def default_pick(choices: list[tuple[str, str]], role: str) -> list[str]:
+    """Pre-selected datasets: the *_test ones for evaluation, none for training."""
+    if role == "test":
+        return [v for _, v in choices if v.endswith("_test")][:1]
+    return []
+
+
+def refresh_pickers(ctx: Ctx, dataset_dir: str, current: list[list[str] | None]) -> list[Any]:
+    choices = dataset_choices(ctx.ws, dataset_dir)
+    names = {v for _, v in choices}
+    out = []
+    for (_, role), value in zip(ctx.pickers, current, strict=False):
+        keep = [v for v in (value or []) if v in names]
+        out.append(gr.update(choices=choices, value=keep or default_pick(choices, role)))
+    return out
+
+
+def relpath(ws: Workspace, path: str | Path) -> str:
+    try:
+        return ws.rel(path)
+    except TuneboardError:
+        return str(path)
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"

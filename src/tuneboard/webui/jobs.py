@@ -1,0 +1,176 @@
+"""The YAML a web UI action runs: form values -> LLaMA-Factory-style config -> validated -> written.
+
+Interface layer helper (no gradio). Validation is config.from_dict's (the one place it lives); paths are
+confined to the workspace and written relative to it (the job runs with the workspace as its cwd).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..config import Config, from_dict
+from ..errors import ConfigError
+from ..files import write_text_atomic
+from .paths import Workspace
+
+SECTIONS = (
+    ("model", ("model_name_or_path", "adapter_name_or_path", "template", "trust_remote_code")),
+    ("method", ("stage", "do_train", "do_predict", "predict_with_generate", "finetuning_type")),
+    ("dataset", ("dataset", "eval_dataset", "dataset_dir", "cutoff_len", "max_samples", "val_size")),
+    ("output", ("output_dir", "export_dir")),
+)
+
+
+def stamp() -> str:
+    return time.strftime("%Y-%m-%d-%H-%M-%S")
+
+
+def parse_extra(text: str | None) -> dict[str, Any]:
+    """The 'extra settings' box: YAML `key: value` lines (any config key)."""
+    if not text or not text.strip():
+        return {}
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"extra settings: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("extra settings: expected `key: value` lines")
+    return data
+
+
+def validate(data: dict[str, Any]) -> Config:
+    cfg, _ = from_dict(data, where="web UI")
+    return cfg
+
+
+def to_yaml(data: dict[str, Any]) -> str:
+    """The config as LLaMA-Factory's examples lay it out: ### sections, keys in a fixed order."""
+    placed: set[str] = set()
+    chunks = []
+    for title, keys in SECTIONS:
+        part = {k: data[k] for k in keys if k in data and data[k] is not None}
+        placed.update(part)
+        if part:
+            chunks.append(f"### {title}\n" + yaml.safe_dump(part, allow_unicode=True, sort_keys=False))
+    rest = {k: v for k, v in data.items() if k not in placed and v is not None}
+    if rest:
+        chunks.append("### settings\n" + yaml.safe_dump(rest, allow_unicode=True, sort_keys=False))
+    return "\n".join(chunks)
+
+
+def write(ws: Workspace, path: str, data: dict[str, Any]) -> Path:
+    """Validate, then write the YAML atomically at a confined path; returns the real path."""
+    validate(data)
+    target = ws.resolve(path)
+    if target.suffix not in (".yaml", ".yml"):
+        raise ConfigError(f"{path}: a config file name ends with .yaml")
+    write_text_atomic(target, to_yaml(data))
+    return target
+
+
+def command_line(kind: str, config: str, modelscope: bool) -> str:
+    """What to type in a terminal (in the workspace) to run the same job."""
+    prefix = "USE_MODELSCOPE_HUB=1 " if modelscope else ""
+    return f"{prefix}tuneboard {kind} {config}"
+
+
+def hub_env(modelscope: bool) -> dict[str, str | None]:
+    """The standard switch for the job's model and dataset downloads (set, or removed)."""
+    return {"USE_MODELSCOPE_HUB": "1" if modelscope else None}
+
+
+def train_config(
+    ws: Workspace, model: dict[str, Any], form: dict[str, Any], output_dir: str, extra: str | None = None
+) -> dict[str, Any]:
+    """Train tab values -> config. `model` is lookup.model_settings(...)."""
+    datasets = form.get("datasets") or []
+    if not datasets:
+        raise ConfigError("choose at least one dataset to train on")
+    ft = model["finetuning_type"]
+    data: dict[str, Any] = dict(model)
+    data.update(stage="sft", do_train=True)
+    if ft == "lora":
+        data.update(
+            lora_rank=int(form["lora_rank"]),
+            lora_alpha=int(form["lora_alpha"]) if form.get("lora_alpha") else None,
+            lora_dropout=float(form["lora_dropout"]),
+            lora_target=form.get("lora_target") or "all",
+        )
+    elif ft == "freeze":
+        data["freeze_trainable_layers"] = int(form["freeze_trainable_layers"])
+    data.update(
+        dataset=",".join(datasets),
+        dataset_dir=ws.rel(form.get("dataset_dir") or "data"),
+        cutoff_len=int(form["cutoff_len"]),
+        max_samples=int(form["max_samples"]) if form.get("max_samples") else None,
+        val_size=float(form.get("val_size") or 0) or None,
+        output_dir=ws.rel(output_dir),
+        logging_steps=int(form["logging_steps"]),
+        save_steps=int(form["save_steps"]),
+        plot_loss=True,
+        per_device_train_batch_size=int(form["per_device_train_batch_size"]),
+        gradient_accumulation_steps=int(form["gradient_accumulation_steps"]),
+        learning_rate=float(form["learning_rate"]),
+        num_train_epochs=float(form["num_train_epochs"]),
+        max_steps=int(form["max_steps"]) if form.get("max_steps") and int(form["max_steps"]) > 0 else None,
+        lr_scheduler_type=form.get("lr_scheduler_type") or "cosine",
+        warmup_ratio=float(form.get("warmup_ratio") or 0) or None,
+        seed=int(form.get("seed") or 42),
+    )
+    compute = form.get("compute_type") or "fp32"
+    if compute in ("bf16", "fp16"):
+        data[compute] = True
+    if form.get("packing"):
+        data["packing"] = True
+    if form.get("train_on_prompt"):
+        data["train_on_prompt"] = True
+    if form.get("resume"):
+        data["resume_from_checkpoint"] = True
+    data.update(parse_extra(extra))
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def eval_config(
+    ws: Workspace, model: dict[str, Any], form: dict[str, Any], output_dir: str
+) -> dict[str, Any]:
+    datasets = form.get("datasets") or []
+    if not datasets:
+        raise ConfigError("choose at least one dataset to evaluate on")
+    data: dict[str, Any] = dict(model)
+    data.update(
+        stage="sft",
+        do_train=False,
+        do_predict=True,
+        predict_with_generate=True,
+        eval_dataset=",".join(datasets),
+        dataset_dir=ws.rel(form.get("dataset_dir") or "data"),
+        cutoff_len=int(form["cutoff_len"]),
+        max_samples=int(form["max_samples"]) if form.get("max_samples") else None,
+        output_dir=ws.rel(output_dir),
+        per_device_eval_batch_size=int(form["per_device_eval_batch_size"]),
+        max_new_tokens=int(form["max_new_tokens"]),
+    )
+    if form.get("do_sample"):
+        data.update(do_sample=True, temperature=float(form["temperature"]), top_p=float(form["top_p"]))
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def export_config(ws: Workspace, model: dict[str, Any], form: dict[str, Any]) -> dict[str, Any]:
+    if not form.get("export_dir"):
+        raise ConfigError("set the export directory")
+    data: dict[str, Any] = dict(model)
+    data.pop("finetuning_type", None)
+    data.update(
+        export_dir=ws.rel(form["export_dir"]),
+        export_size=float(form["export_size"]),
+        export_device=form.get("export_device") or "cpu",
+        export_format=form.get("export_format") or "hf",
+        export_dtype=form.get("export_dtype") or "auto",
+    )
+    if form.get("overwrite_export_dir"):
+        data["overwrite_export_dir"] = True
+    return data

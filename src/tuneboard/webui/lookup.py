@@ -1,0 +1,190 @@
+"""What a workspace holds, for the web UI's choices: a model's outputs under <root>/saves/, registered
+datasets with their record counts, the template a model is known to use.
+
+Interface layer helper (no gradio). Output layout, as LLaMA-Factory's board: saves/<model>/<finetuning>/<run>.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..data.readers import read_file
+from ..data.registry import read_registry
+from ..errors import TuneboardError
+from ..hub import BUILTIN_PREFIX
+from .paths import Workspace
+
+BUILTIN = "builtin:tiny"
+# suggestions for the model box; any hub id or local path may be typed instead
+HUB_MODELS = (
+    "Qwen/Qwen2.5-0.5B-Instruct",
+    "Qwen/Qwen2.5-7B-Instruct",
+    "Qwen/Qwen3-8B",
+    "meta-llama/Meta-Llama-3-8B-Instruct",
+    "THUDM/glm-4-9b-chat",
+    "google/gemma-2-9b-it",
+    "mistralai/Mistral-7B-Instruct-v0.3",
+)
+# model name pattern -> tuneboard template (checked in order); unknown models use "auto" (the tokenizer's own)
+TEMPLATE_HINTS = (
+    ("qwen3", "qwen3"),
+    ("qwen", "qwen"),
+    ("llama-3", "llama3"),
+    ("llama3", "llama3"),
+    ("glm-4", "glm4"),
+    ("glm4", "glm4"),
+    ("gemma", "gemma"),
+    ("mistral", "mistral"),
+    ("deepseek-llm", "deepseek"),
+    ("deepseek-v2", "deepseek"),
+)
+FINISHED = ("adapter_config.json", "config.json")
+_COUNTS: dict[tuple[str, float], int] = {}
+
+
+def is_path(model: str) -> bool:
+    """A model given as a local path (rather than builtin:tiny or a hub id 'org/name')."""
+    model = model.strip()
+    if model.startswith(BUILTIN_PREFIX):
+        return False
+    return model.startswith(("/", ".", "~")) or model.count("/") != 1
+
+
+def model_ref(ws: Workspace, model: str) -> str:
+    """The model as written into a config: a hub id or builtin name as is, a local path confined and relative."""
+    model = (model or "").strip()
+    if not model:
+        raise TuneboardError("no model chosen")
+    if not is_path(model) and not (ws.root / model).exists():
+        return model
+    path = ws.resolve(model)
+    if not path.is_dir():
+        raise TuneboardError(f"{model}: local model directory not found")
+    return ws.rel(path)
+
+
+def slug(model: str) -> str:
+    model = (model or "").strip().rstrip("/")
+    if is_path(model):
+        model = Path(model).name
+    return re.sub(r"[^\w.\-]+", "-", model).strip("-") or "model"
+
+
+def saves_dir(ws: Workspace, model: str, finetuning_type: str) -> Path:
+    return ws.resolve(Path("saves") / slug(model) / finetuning_type)
+
+
+def list_outputs(ws: Workspace, model: str, finetuning_type: str) -> list[str]:
+    """Finished runs and their checkpoints under saves/<model>/<finetuning>/, newest run first."""
+    base = saves_dir(ws, model, finetuning_type)
+    if not base.is_dir():
+        return []
+    out = []
+    runs = sorted((p for p in base.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
+    for run in runs:
+        if any((run / f).exists() for f in FINISHED):
+            out.append(run.name)
+        ckpts = [c for c in run.glob("checkpoint-*") if c.is_dir() and (c / "trainer_state.json").exists()]
+        for c in sorted(ckpts, key=lambda c: int(c.name.split("-")[-1]) if c.name[11:].isdigit() else 0):
+            out.append(f"{run.name}/{c.name}")
+    return out
+
+
+def model_settings(
+    ws: Workspace, model: str, finetuning_type: str, output: str | None, template: str | None, trust: bool
+) -> dict[str, Any]:
+    """model_name_or_path / adapter_name_or_path / template / finetuning_type for a config.
+
+    A chosen output holding a LoRA adapter becomes adapter_name_or_path; a full or freeze output (a whole
+    model) becomes model_name_or_path."""
+    data: dict[str, Any] = {"model_name_or_path": model_ref(ws, model)}
+    if output:
+        path = ws.resolve(Path("saves") / slug(model) / finetuning_type / output)
+        if not path.is_dir():
+            raise TuneboardError(f"{ws.rel(path)}: not found")
+        if (path / "adapter_config.json").exists() and not (path / "config.json").exists():
+            data["adapter_name_or_path"] = ws.rel(path)
+        else:
+            data["model_name_or_path"] = ws.rel(path)
+    if template and template != "auto":
+        data["template"] = template
+    data["finetuning_type"] = finetuning_type
+    if trust:
+        data["trust_remote_code"] = True
+    return data
+
+
+def guess_template(ws: Workspace, model: str) -> str:
+    """The template a model is known to use, else 'auto' (the tokenizer's own chat template)."""
+    model = (model or "").strip()
+    if model == BUILTIN:
+        from ..model.tiny import TEMPLATE
+
+        return TEMPLATE
+    if is_path(model) or (ws.root / model).exists():
+        try:
+            path = ws.resolve(model)
+        except TuneboardError:
+            return "auto"
+        for marker in ("tuneboard_tiny.json", "tuneboard_config.yaml"):
+            try:
+                data = yaml.safe_load((path / marker).read_text(encoding="utf-8")) or {}
+            except (OSError, yaml.YAMLError):
+                continue
+            if isinstance(data, dict) and data.get("template"):
+                return str(data["template"])
+        model = path.name
+    name = model.lower()
+    return next((tpl for pattern, tpl in TEMPLATE_HINTS if pattern in name), "auto")
+
+
+def local_models(ws: Workspace) -> list[str]:
+    """Model directories under <root>/models/ (config.json inside), as relative paths."""
+    base = ws.root / "models"
+    if not base.is_dir():
+        return []
+    return sorted(f"models/{p.name}" for p in base.iterdir() if (p / "config.json").exists())
+
+
+def count_records(path: Path) -> int | None:
+    try:
+        key = (str(path), path.stat().st_mtime)
+    except OSError:
+        return None
+    if key not in _COUNTS:
+        try:
+            _COUNTS[key] = len(read_file(path))
+        except TuneboardError:
+            return None
+    return _COUNTS[key]
+
+
+def datasets(ws: Workspace, dataset_dir: str) -> list[dict[str, Any]]:
+    """Entries of dataset_info.json: name, source (file or hub id), formatting, records (None: unknown)."""
+    base = ws.resolve(dataset_dir or "data")
+    out = []
+    for name, entry in read_registry(base).items():
+        if not isinstance(entry, dict):
+            continue
+        row: dict[str, Any] = {"name": name, "formatting": entry.get("formatting", "alpaca"), "records": None}
+        if "file_name" in entry and not (entry.get("hf_hub_url") or entry.get("ms_hub_url")):
+            row["source"] = str(entry["file_name"])
+            path = base / str(entry["file_name"])
+            if ws.contains(path):
+                row["records"] = count_records(path)
+        else:
+            row["source"] = entry.get("hf_hub_url") or entry.get("ms_hub_url") or ""
+        out.append(row)
+    return out
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

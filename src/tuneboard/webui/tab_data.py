@@ -1,0 +1,272 @@
+"""Data tab: the tutorial's steps 3-6 without editing JSON (identity, upload, check, split, register, preview).
+
+Interface layer (gradio). Every action is a data/tools.py function; this module only gathers inputs,
+confines paths to the workspace and shows results.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from ..data import tools
+from ..data.registry import spec_for_path
+from ..errors import TuneboardError
+from ..hub import BUILTIN_PREFIX
+from . import lookup
+from .common import Ctx, dataset_choices, error_text, ok_text, relpath
+from .locales import t
+
+FORMATTINGS = ("alpaca", "sharegpt", "openai")
+SUFFIXES = [".json", ".jsonl", ".csv", ".parquet"]
+_MARK = re.compile(r"\[\[(.*?)\]\]", re.S)
+
+
+def tokenizer_for(ctx: Ctx, model: str, template: str):
+    """The top bar model's tokenizer and template without loading torch; None for a hub model not cached."""
+    from ..config import Config
+    from ..hub import download, use_modelscope
+    from ..model.load import light_tokenizer, pick_template, resolve_dir
+
+    ref = lookup.model_ref(ctx.ws, model)
+    if ref.startswith(BUILTIN_PREFIX) or (ctx.ws.root / ref).is_dir():
+        model_dir = resolve_dir(ref if ref.startswith(BUILTIN_PREFIX) else str(ctx.ws.root / ref), Config())
+    elif use_modelscope():
+        return None
+    else:
+        try:
+            model_dir = Path(download(ref, local_only=True))
+        except Exception:
+            return None
+    tok = light_tokenizer(model_dir)
+    return tok, pick_template(None if template == "auto" else template, tok, model_dir)
+
+
+def check_tables(lang: str, report: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows = [
+        (t(lang, "check.formatting"), report["formatting"]),
+        (t(lang, "check.records"), report["records"]),
+        (t(lang, "check.valid"), report["valid"]),
+        (t(lang, "check.problems"), len(report["problems"])),
+        (t(lang, "check.duplicates"), report["duplicates"]),
+        (t(lang, "check.empty_outputs"), report["empty_outputs"]),
+        (t(lang, "check.with_system"), report["with_system"]),
+        (t(lang, "check.multi_turn"), report["multi_turn"]),
+    ]
+    if "tokens" in report:
+        tk = report["tokens"]
+        rows += [
+            (t(lang, "check.tokens"), f"p50 {tk['p50']} · p90 {tk['p90']} · max {tk['max']}"),
+            (t(lang, "check.over_cutoff", cutoff=tk["cutoff_len"]), tk["over_cutoff"]),
+        ]
+    if report["unmapped_fields"]:
+        fields = ", ".join(f"{k} ({n})" for k, n in report["unmapped_fields"].items())
+        rows.append((t(lang, "check.unmapped"), fields))
+    summary = pd.DataFrame(
+        [(a, str(b)) for a, b in rows], columns=[t(lang, "col.item"), t(lang, "col.value")]
+    )
+    problems = pd.DataFrame([(p,) for p in report["problems"][:200]], columns=[t(lang, "col.problem")])
+    return summary, problems
+
+
+def registry_table(ctx: Ctx, lang: str, dataset_dir: str) -> pd.DataFrame:
+    cols = [t(lang, "col.name"), t(lang, "col.source"), t(lang, "col.formatting"), t(lang, "col.records")]
+    try:
+        rows = lookup.datasets(ctx.ws, dataset_dir)
+    except TuneboardError:
+        rows = []
+    data = [
+        (r["name"], r["source"], r["formatting"], "?" if r["records"] is None else r["records"]) for r in rows
+    ]
+    return pd.DataFrame(data, columns=cols)
+
+
+def preview_html(text: str) -> str:
+    body = _MARK.sub(lambda m: f'<mark class="tb-trained">{m.group(1)}</mark>', html.escape(text))
+    return f'<pre class="tb-preview">{body}</pre>'
+
+
+def build(ctx: Ctx) -> dict[str, Any]:
+    ui, ws = ctx.ui, ctx.ws
+    with ui.tab("tab.data", id="data", elem_id="tab-data") as tab:
+        ui.md("data.intro")
+        ctx.dataset_dir = ui.box(
+            gr.Textbox, "data.dataset_dir", info=True, value="data", elem_id="dataset-dir"
+        )
+        with ui.accordion("data.identity", open=True):
+            with gr.Row():
+                name = ui.box(gr.Textbox, "data.identity_name", placeholder=True, elem_id="identity-name")
+                author = ui.box(
+                    gr.Textbox, "data.identity_author", placeholder=True, elem_id="identity-author"
+                )
+                id_file = ui.box(
+                    gr.Textbox, "data.identity_file", value="data/identity.json", elem_id="identity-file"
+                )
+            fill = ui.button("data.identity_fill", variant="primary", elem_id="identity-fill")
+            id_msg = gr.Markdown(elem_id="identity-msg")
+        with ui.accordion("data.file", open=True):
+            with gr.Row():
+                upload = ui.box(gr.File, "data.upload", file_types=SUFFIXES, height=120, elem_id="upload")
+                with gr.Column():
+                    path = ui.box(gr.Textbox, "data.path", info=True, elem_id="data-path")
+                    cutoff = ui.box(gr.Number, "data.cutoff", value=2048, precision=0)
+                    check = ui.button("data.check", elem_id="data-check")
+            with gr.Row(equal_height=True):
+                val_size = ui.box(gr.Number, "data.val_size", info=True, value=0.1, minimum=0)
+                seed = ui.box(gr.Number, "data.seed", value=42, precision=0)
+                reg_splits = ui.box(gr.Checkbox, "data.register_splits", value=True)
+                split = ui.button("data.split", elem_id="data-split")
+            with gr.Row(equal_height=True):
+                reg_name = ui.box(gr.Textbox, "data.reg_name", elem_id="reg-name")
+                formatting = ui.box(
+                    gr.Dropdown, "data.formatting", choices=["auto", *FORMATTINGS], value="auto"
+                )
+                force = ui.box(gr.Checkbox, "data.force", value=False, elem_id="reg-force")
+                register = ui.button("data.register", variant="primary", elem_id="data-register")
+            file_msg = gr.Markdown(elem_id="data-msg")
+            with gr.Row():
+                cols = [t(ui.lang, "col.item"), t(ui.lang, "col.value")]
+                summary = ui.box(
+                    gr.Dataframe,
+                    "data.summary",
+                    value=pd.DataFrame(columns=cols),
+                    interactive=False,
+                    elem_id="check-summary",
+                )
+                problems = ui.box(
+                    gr.Dataframe,
+                    "data.problems",
+                    value=pd.DataFrame(columns=[t(ui.lang, "col.problem")]),
+                    interactive=False,
+                    wrap=True,
+                    elem_id="check-problems",
+                )
+        with ui.accordion("data.registry", open=True):
+            table = gr.Dataframe(
+                registry_table(ctx, ui.lang, "data"), interactive=False, show_label=False, elem_id="registry"
+            )
+        with ui.accordion("data.preview", open=False):
+            with gr.Row(equal_height=True):
+                choices = dataset_choices(ws, "data")
+                pv_name = ui.box(
+                    gr.Dropdown, "data.preview_dataset", choices=choices, elem_id="preview-dataset"
+                )
+                pv_n = ui.box(gr.Number, "data.preview_n", value=2, precision=0, minimum=1, maximum=20)
+                pv_btn = ui.button("data.preview_run", elem_id="preview-run")
+            ui.md("data.preview_note")
+            pv_out = gr.HTML(elem_id="preview-out")
+    ctx.pickers.append((pv_name, "any"))
+
+    def do_fill(lang: str, n: str, a: str, file: str) -> str:
+        try:
+            out = tools.identity(n, a, ws.resolve(file))
+        except Exception as exc:
+            return error_text(lang, exc)
+        return ok_text(t(lang, "data.identity_done", name=n, author=a, file=relpath(ws, out)))
+
+    def do_upload(lang: str, tmp: str | None, dataset_dir: str, overwrite: bool):
+        if not tmp:
+            return gr.update(), gr.update(), ""
+        try:
+            target_dir = ws.resolve(dataset_dir)
+            target = ws.resolve(target_dir / Path(tmp).name)
+            if target.exists() and not overwrite:
+                raise TuneboardError(t(lang, "data.exists", file=relpath(ws, target)))
+            target_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(tmp, target)
+        except Exception as exc:
+            return gr.update(), gr.update(), error_text(lang, exc)
+        rel = relpath(ws, target)
+        return rel, target.stem, ok_text(t(lang, "data.uploaded", file=rel))
+
+    def do_check(lang: str, file: str, cut: float, model: str, template: str):
+        empty = pd.DataFrame()
+        try:
+            spec = spec_for_path(ws.resolve(file))
+            light = None
+            note = ""
+            try:
+                light = tokenizer_for(ctx, model, template)
+            except TuneboardError as exc:
+                note = " " + t(lang, "data.no_tokens", why=str(exc))
+            if light is None and not note:
+                note = " " + t(lang, "data.no_tokens", why=model)
+            tok, tpl = light or (None, None)
+            report = tools.check(spec, tok, tpl, int(cut or 2048))
+        except Exception as exc:
+            return error_text(lang, exc), empty, empty
+        s, p = check_tables(lang, report)
+        key = "data.check_bad" if report["problems"] else "data.check_ok"
+        text = t(lang, key, file=relpath(ws, spec.path), n=len(report["problems"])) + note
+        return ("❌ " if report["problems"] else "✅ ") + html.escape(text), s, p
+
+    def do_split(lang: str, file: str, val: float, sd: float, reg: bool, dataset_dir: str, overwrite: bool):
+        try:
+            tr, te, n_tr, n_te = tools.split(ws.resolve(file), float(val or 0.1), int(sd or 42))
+            text = t(
+                lang,
+                "data.split_done",
+                train=relpath(ws, tr),
+                n_train=n_tr,
+                test=relpath(ws, te),
+                n_test=n_te,
+            )
+            if reg:
+                base = ws.resolve(dataset_dir)
+                for p in (tr, te):
+                    tools.add(p.stem, p, base, None, bool(overwrite))
+                text += " " + t(lang, "data.registered_both", train=tr.stem, test=te.stem)
+        except Exception as exc:
+            return error_text(lang, exc)
+        return ok_text(text)
+
+    def do_register(lang: str, file: str, reg: str, fmt: str, dataset_dir: str, overwrite: bool):
+        try:
+            if not (reg or "").strip():
+                raise TuneboardError(t(lang, "data.need_name"))
+            entry = tools.add(
+                reg.strip(),
+                ws.resolve(file),
+                ws.resolve(dataset_dir),
+                None if fmt == "auto" else fmt,
+                bool(overwrite),
+            )
+        except Exception as exc:
+            return error_text(lang, exc)
+        return ok_text(t(lang, "data.registered", name=reg.strip(), entry=entry))
+
+    def do_preview(
+        lang: str, dataset: str | None, n: float, cut: float, dataset_dir: str, model: str, template: str
+    ):
+        try:
+            if not dataset:
+                raise TuneboardError(t(lang, "data.pick_dataset"))
+            light = tokenizer_for(ctx, model, template)
+            if light is None:
+                raise TuneboardError(t(lang, "data.no_tokens", why=model))
+            spec = tools.resolve_one(dataset, ws.resolve(dataset_dir))
+            if spec.load_from == "file":
+                ws.resolve(spec.path)
+            text = tools.preview(spec, light[0], light[1], int(n or 2), int(cut or 2048))
+        except Exception as exc:
+            return f"<p>{error_text(lang, exc)}</p>"
+        return preview_html(text)
+
+    lang, model, template = ctx.lang, ctx.top[0], ctx.top[4]
+    fill.click(do_fill, [lang, name, author, id_file], id_msg)
+    upload.upload(do_upload, [lang, upload, ctx.dataset_dir, force], [path, reg_name, file_msg])
+    path.change(lambda p: Path(p).stem if p else "", path, reg_name, show_progress="hidden")
+    check.click(do_check, [lang, path, cutoff, model, template], [file_msg, summary, problems])
+    pv_btn.click(do_preview, [lang, pv_name, pv_n, cutoff, ctx.dataset_dir, model, template], pv_out)
+    changed = [
+        split.click(do_split, [lang, path, val_size, seed, reg_splits, ctx.dataset_dir, force], file_msg),
+        register.click(do_register, [lang, path, reg_name, formatting, ctx.dataset_dir, force], file_msg),
+        ctx.dataset_dir.submit(lambda: None, None, None),
+    ]
+    return {"tab": tab, "changed": changed, "table": table}

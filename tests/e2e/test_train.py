@@ -1,0 +1,154 @@
+"""`tuneboard train` end to end on builtin:tiny: outputs, loss falls, methods, guards."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from tuneboard.cli import main as tuneboard
+
+from .conftest import read_log, train, write_yaml
+
+pytestmark = pytest.mark.slow
+
+
+def test_full_run_writes_every_output_and_loss_falls(identity_full):
+    names = {p.name for p in identity_full.iterdir()}
+    for expected in (
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "chat_template.jinja",
+        "tuneboard_config.yaml",
+        "trainer_log.jsonl",
+        "all_results.json",
+        "training_loss.png",
+    ):
+        assert expected in names, expected
+    log = [r for r in read_log(identity_full) if "loss" in r]
+    assert log[-1]["loss"] < log[0]["loss"] / 3
+    for key in ("step", "total_steps", "loss", "lr", "epoch", "tokens_per_second", "elapsed", "remaining"):
+        assert key in log[0]
+    results = json.loads((identity_full / "all_results.json").read_text())
+    for key in ("train_runtime", "train_loss", "train_samples_per_second", "train_tokens_per_second"):
+        assert results[key] > 0
+    saved = yaml.safe_load((identity_full / "tuneboard_config.yaml").read_text())
+    assert saved["finetuning_type"] == "full" and saved["dataset"] == "identity"
+
+
+def test_lora_run_writes_peft_adapter(small_lora):
+    cfg = json.loads((small_lora / "adapter_config.json").read_text())
+    assert cfg["peft_type"] == "LORA" and cfg["r"] == 8
+    assert (small_lora / "adapter_model.safetensors").exists()
+    assert not (small_lora / "model.safetensors").exists()
+    assert sorted(cfg["target_modules"]) == sorted(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+
+def test_freeze_trains_only_last_layers(workspace):
+    out = train(
+        workspace,
+        "freeze",
+        finetuning_type="freeze",
+        freeze_trainable_layers=1,
+        max_steps=4,
+        learning_rate=1e-3,
+    )
+    from safetensors.torch import load_file
+
+    from tuneboard.model import tiny
+
+    before = load_file(tiny.ensure() / "model.safetensors")
+    after = load_file(out / "model.safetensors")
+    changed = {k for k in after if not (after[k] == before[k]).all()}
+    assert changed and all(k.startswith("model.layers.3.") for k in changed), changed
+
+
+def test_finished_run_is_not_overwritten(workspace, small_lora, capsys):
+    cfg = workspace / "small-lora.yaml"
+    assert tuneboard(["train", str(cfg)]) == 1
+    assert "already holds a finished run" in capsys.readouterr().err
+
+
+def test_unsupported_stage_and_unknown_key(workspace, capsys):
+    cfg = write_yaml(workspace / "dpo.yaml", stage="dpo", dataset="identity")
+    assert tuneboard(["train", str(cfg)]) == 1
+    assert "not supported yet" in capsys.readouterr().err
+    cfg = write_yaml(workspace / "typo.yaml", lora_rnak=8, dataset="identity")
+    assert tuneboard(["train", str(cfg)]) == 1
+    assert "did you mean 'lora_rank'" in capsys.readouterr().err
+
+
+def test_bf16_on_cpu_without_support_falls_back(workspace, capsys):
+    from tuneboard.train import cpu_bf16_supported
+
+    out = train(workspace, "bf16", finetuning_type="lora", bf16=True, max_steps=2)
+    assert (out / "adapter_model.safetensors").exists()
+    if not cpu_bf16_supported():
+        assert "bf16: true is not supported" in capsys.readouterr().err
+
+
+def test_qlora_without_cuda_is_a_clear_error(workspace, capsys):
+    cfg = write_yaml(
+        workspace / "qlora.yaml",
+        dataset="identity",
+        dataset_dir=str(workspace / "data"),
+        quantization_bit=4,
+        output_dir=str(workspace / "saves/qlora"),
+    )
+    assert tuneboard(["train", str(cfg)]) == 1
+    assert "needs a CUDA GPU" in capsys.readouterr().err
+    assert not (workspace / "saves/qlora").exists()
+
+
+def test_llamafactory_example_config_runs_unchanged(workspace):
+    """The keys of LLaMA-Factory's qwen3_lora_sft.yaml, with model path and sizes changed."""
+    text = f"""\
+### model
+model_name_or_path: builtin:tiny
+trust_remote_code: true
+
+### method
+stage: sft
+do_train: true
+finetuning_type: lora
+lora_rank: 8
+lora_target: all
+
+### dataset
+dataset: identity,triage_train
+dataset_dir: {workspace / "data"}
+template: qwen3_nothink
+cutoff_len: 256
+max_samples: 16
+overwrite_cache: true
+preprocessing_num_workers: 2
+dataloader_num_workers: 0
+
+### output
+output_dir: {workspace / "saves/lf-example"}
+logging_steps: 1
+save_steps: 500
+plot_loss: true
+overwrite_output_dir: true
+save_only_model: false
+report_to: none
+
+### train
+per_device_train_batch_size: 4
+gradient_accumulation_steps: 2
+learning_rate: 1.0e-4
+num_train_epochs: 1.0
+lr_scheduler_type: cosine
+warmup_ratio: 0.1
+bf16: true
+ddp_timeout: 180000000
+resume_from_checkpoint: null
+"""
+    cfg = workspace / "qwen3_lora_sft.yaml"
+    cfg.write_text(text, encoding="utf-8")
+    assert tuneboard(["train", str(cfg)]) == 0
+    assert (workspace / "saves/lf-example/adapter_model.safetensors").exists()
