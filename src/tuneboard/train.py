@@ -217,6 +217,9 @@ def run(cfg: Config) -> dict[str, Any]:
     dtype = None
     if precision in ("bf16", "fp16") and cfg.finetuning_type != "full" and torch.cuda.is_available():
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16  # frozen weights in half precision
+    from transformers import set_seed
+
+    set_seed(cfg.seed)  # before the adapters are created: LoRA's initial weights come from this RNG
     model = load_model(source.base_dir, cfg, dtype=dtype)
     model = prepare(model, cfg, [str(a) for a in source.adapters])
 

@@ -72,34 +72,58 @@ def _stop_job(root: Path) -> None:
         pass
 
 
-@pytest.fixture(scope="session")
-def server(workspace: Path):
+def serve(args: list[str], cwd: Path, log_path: Path):
+    """Start `tuneboard <args> --port P` and wait until it answers; returns (process, url)."""
     port = free_port()
-    log = open(workspace.parent / "server.log", "wb")
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
-    argv = [sys.executable, "-m", "tuneboard", "webui", "--root", str(workspace), "--port", str(port)]
-    proc = subprocess.Popen(argv, cwd=workspace, stdout=log, stderr=subprocess.STDOUT, env=env)
+    argv = [sys.executable, "-m", "tuneboard", *args, "--port", str(port)]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 90
+    deadline = time.time() + 120
     while True:
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status == 200:
-                    break
+                    return proc, url
         except OSError:
             pass
         if proc.poll() is not None or time.time() > deadline:
-            log.close()
-            raise RuntimeError("webui did not start:\n" + (workspace.parent / "server.log").read_text())
+            proc.kill()
+            raise RuntimeError(f"{args[0]} did not start:\n" + log_path.read_text())
         time.sleep(0.5)
-    yield url
-    proc.send_signal(signal.SIGINT)
+
+
+def shutdown(proc: subprocess.Popen) -> None:
+    proc.terminate()
     try:
-        proc.wait(10)
+        proc.wait(5)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def launch():
+    """Start a `tuneboard` server for one test: launch(args, cwd) -> url; stopped afterwards."""
+    procs = []
+
+    def start(args: list[str], cwd: Path) -> str:
+        proc, url = serve(args, cwd, cwd / f"{args[0]}.log")
+        procs.append(proc)
+        return url
+
+    yield start
+    for proc in procs:
+        shutdown(proc)
+
+
+@pytest.fixture(scope="session")
+def server(workspace: Path):
+    proc, url = serve(["webui", "--root", str(workspace)], workspace, workspace.parent / "server.log")
+    yield url
+    shutdown(proc)
     _stop_job(workspace)
-    log.close()
 
 
 @pytest.fixture(scope="session")

@@ -111,7 +111,7 @@ def _train_form(page, run: str, max_steps: int) -> None:
     fill(page, "max-steps", max_steps)
     fill(page, "max-samples", 40)
     fill(page, "cutoff", 128)
-    fill(page, "batch", 4)
+    fill(page, "batch", 2)
     fill(page, "accum", 1)
     page.get_by_text("More settings").click()
     fill(page, "logging-steps", 2)
@@ -164,8 +164,9 @@ def _choose_output(page, label: str) -> None:
 def test_evaluate_shows_accuracy_and_predictions(page, workspace, shots):
     _choose_output(page, RUN)
     go(page, "Evaluate")
-    pick(page, "eval-datasets", "nurse_demo_test")
-    fill(page, "eval-max-samples", 20)
+    pick(page, "eval-datasets", "nurse_demo_test", "triage_test")  # triage_test was pre-selected: off
+    expect(page.locator("#eval-datasets")).not_to_contain_text("triage_test")
+    fill(page, "eval-max-samples", 10)
     fill(page, "eval-max-new", 8)
     page.locator("#eval-start").click()
     expect(page.locator("#eval-msg")).to_contain_text("started")

@@ -11,7 +11,6 @@ from importlib import resources
 
 LANGS = ("en", "zh")
 DEFAULT = "en"
-NAMES = {"en": "English", "zh": "中文"}
 
 
 @cache
@@ -42,3 +41,8 @@ def missing() -> dict[str, list[str]]:
     keys = {lang: set(table(lang)) for lang in LANGS}
     every = set().union(*keys.values())
     return {lang: sorted(every - k) for lang, k in keys.items() if every - k}
+
+
+def choices() -> list[tuple[str, str]]:
+    """The language switch's options, each named in its own language."""
+    return [(table(lang)["lang.name"], lang) for lang in LANGS]

@@ -12,7 +12,7 @@ from ..errors import TuneboardError
 from ..hub import use_modelscope
 from . import lookup
 from .common import FINETUNING, HUBS, Ctx, error_text
-from .locales import LANGS, NAMES
+from .locales import choices as language_choices
 
 
 def build(ctx: Ctx) -> None:
@@ -22,7 +22,7 @@ def build(ctx: Ctx) -> None:
         ctx.lang = ui.box(
             gr.Dropdown,
             "top.lang",
-            choices=[(NAMES[c], c) for c in LANGS],
+            choices=language_choices(),
             value=ui.lang,
             scale=1,
             min_width=110,
@@ -49,7 +49,7 @@ def build(ctx: Ctx) -> None:
         ft = ui.box(
             gr.Dropdown, "top.finetuning", choices=list(FINETUNING), value="lora", scale=1, elem_id="ft"
         )
-    with gr.Row(equal_height=True):
+    with gr.Row():
         output = ui.box(
             gr.Dropdown,
             "top.output",

@@ -1,0 +1,203 @@
+"""Job control without a browser: one job at a time, SIGINT stop, state persisted for re-attach,
+progress and log tail read from what the job writes. A small stand-in script plays `tuneboard train`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+
+import pytest
+
+from tuneboard.webui import runner as runner_mod
+from tuneboard.webui.runner import JobRunning, Runner, command, read_progress, read_tail
+
+# prints tqdm-like progress and a trainer_log.jsonl line per step; SIGINT -> "checkpoint" and exit 0
+FAKE = r"""
+import json, signal, sys, time, pathlib
+out = pathlib.Path(sys.argv[2]); out.mkdir(parents=True, exist_ok=True)
+stop = []
+signal.signal(signal.SIGINT, lambda *a: stop.append(1))
+total = int(sys.argv[3])
+for step in range(1, total + 1):
+    if stop:
+        (out / ("checkpoint-%d" % step)).mkdir(); print("stopped at step", step, flush=True); sys.exit(0)
+    time.sleep(0.05)
+    sys.stderr.write("\rtrain:  %d%%|##| %d/%d [00:01<00:09,  1.00it/s]" % (100 * step // total, step, total))
+    sys.stderr.flush()
+    with open(out / "trainer_log.jsonl", "a") as fh:
+        fh.write(json.dumps({"step": step, "total_steps": total, "loss": 1.0 / step}) + "\n")
+if total == 3:
+    sys.exit(3)
+(out / "all_results.json").write_text("{}")
+print("done", flush=True)
+"""
+
+
+@pytest.fixture
+def fake(monkeypatch, tmp_path):
+    script = tmp_path / "fake_train.py"
+    script.write_text(FAKE)
+    steps = {"n": 20}
+
+    def fake_command(kind, config):
+        out = tmp_path / "root" / "out"
+        return [sys.executable, str(script), "tuneboard", str(out), str(steps["n"]), kind, str(config)]
+
+    monkeypatch.setattr(runner_mod, "command", fake_command)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "job.yaml").write_text("x: 1\n")
+    return root, steps
+
+
+def test_command_is_an_argument_list_running_the_cli():
+    assert command("train", "configs/a.yaml") == [
+        sys.executable,
+        "-m",
+        "tuneboard",
+        "train",
+        "configs/a.yaml",
+    ]
+    with pytest.raises(ValueError):
+        command("rm -rf", "x")
+
+
+def test_run_to_the_end(fake):
+    root, steps = fake
+    steps["n"] = 5
+    r = Runner(root)
+    assert r.state() == "idle"
+    job = r.start("train", root / "job.yaml", root / "out")
+    assert r.is_running() and r.state() == "running"
+    assert r.wait(30)
+    st = r.status("train")
+    assert st["state"] == "finished" and st["returncode"] == 0
+    assert st["step"] == 5 and st["total"] == 5
+    assert "done" in st["log_tail"]
+    assert r.status("eval") == {"state": "idle", "kind": "eval", "busy": False}
+    saved = json.loads((root / ".tuneboard" / "job.json").read_text())
+    assert saved["pid"] == job.pid and saved["returncode"] == 0 and saved["ended"]
+
+
+def test_a_second_start_is_refused_and_stop_sends_sigint(fake):
+    root, steps = fake
+    steps["n"] = 2000
+    r = Runner(root)
+    r.start("train", root / "job.yaml", root / "out")
+    with pytest.raises(JobRunning) as err:
+        r.start("eval", root / "job.yaml", root / "out")
+    assert err.value.job.kind == "train"
+    deadline = time.time() + 20
+    while read_progress(r.job.log, root / "out")["step"] < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    assert r.stop()
+    assert r.wait(20)
+    st = r.status()
+    assert st["state"] == "stopped"
+    assert list((root / "out").glob("checkpoint-*")), "SIGINT reached the job, which saved a checkpoint"
+    assert not r.stop()  # nothing runs any more
+
+
+def test_a_new_runner_reattaches_to_a_running_job(fake):
+    """A reloaded page or a restarted server: the job is found through job.json, and can be stopped."""
+    root, steps = fake
+    steps["n"] = 2000
+    first = Runner(root)
+    job = first.start("train", root / "job.yaml", root / "out")
+    second = Runner(root)  # knows nothing but the workspace
+    assert second.is_running() and second.state() == "running"
+    assert second.job.pid == job.pid and second.job.output_dir == str(root / "out")
+    with pytest.raises(JobRunning):
+        second.start("train", root / "job.yaml", root / "out")
+    assert second.stop()
+    assert first.wait(20) and second.wait(20)
+    assert second.state() == "stopped"
+
+
+def test_a_job_that_ended_unwatched_is_judged_by_its_output(fake):
+    root, _ = fake
+    state = root / ".tuneboard" / "job.json"
+    state.parent.mkdir()
+    dead = {"kind": "train", "pid": 2**22 + 12345, "config": str(root / "job.yaml"), "output_dir": str(root / "out"),
+            "log": str(root / "none.log"), "started": time.time()}  # fmt: skip
+    state.write_text(json.dumps(dead))
+    assert Runner(root).state() == "failed"
+    (root / "out").mkdir()
+    (root / "out" / "all_results.json").write_text("{}")
+    state.write_text(json.dumps(dead))
+    r = Runner(root)
+    assert r.state() == "finished" and r.job.ended and r.job.returncode is None
+
+
+def test_a_reused_pid_is_not_mistaken_for_the_job(fake):
+    root, _ = fake
+    state = root / ".tuneboard" / "job.json"
+    state.parent.mkdir()
+    mine = {"kind": "train", "pid": os.getpid(), "config": str(root / "job.yaml"), "output_dir": str(root / "out"),
+            "log": str(root / "none.log"), "started": time.time()}  # fmt: skip
+    state.write_text(json.dumps(mine))
+    assert not Runner(root).is_running()
+
+
+def test_a_failing_job_reports_its_exit_code(fake):
+    root, steps = fake
+    steps["n"] = 3
+    r = Runner(root)
+    r.start("train", root / "job.yaml", root / "out")
+    assert r.wait(30)
+    st = r.status("train")
+    assert st["state"] == "failed" and st["returncode"] == 3
+
+
+def test_environment_for_the_hub_is_set_or_removed(fake, monkeypatch):
+    root, steps = fake
+    steps["n"] = 1
+    monkeypatch.setenv("USE_MODELSCOPE_HUB", "1")
+    seen = {}
+    real_popen = runner_mod.subprocess.Popen
+
+    def spy(argv, **kw):
+        seen.update(kw)
+        return real_popen(argv, **kw)
+
+    monkeypatch.setattr(runner_mod.subprocess, "Popen", spy)
+    r = Runner(root)
+    r.start("train", root / "job.yaml", root / "out", {"USE_MODELSCOPE_HUB": None})
+    r.wait(30)
+    assert "USE_MODELSCOPE_HUB" not in seen["env"]
+    assert seen["cwd"] == root and seen["start_new_session"] and "shell" not in seen
+    r.start("train", root / "job.yaml", root / "out", {"USE_MODELSCOPE_HUB": "1"})
+    r.wait(30)
+    assert seen["env"]["USE_MODELSCOPE_HUB"] == "1"
+
+
+def test_log_tail_collapses_progress_redraws(tmp_path):
+    log = tmp_path / "x.log"
+    log.write_bytes(b"first\ntrain: 10%|#| 1/10\rtrain: 20%|#| 2/10 [00:01<00:04, 2it/s]\nlast\n")
+    assert read_tail(log, 10) == "first\ntrain: 20%|#| 2/10 [00:01<00:04, 2it/s]\nlast"
+    assert read_tail(log, 1) == "last"
+    assert read_tail(tmp_path / "missing.log") == ""
+    progress = read_progress(log, tmp_path)
+    assert progress == {"step": 2, "total": 10, "remaining": "00:04"}
+
+
+def test_progress_from_the_trainer_log_when_ahead(tmp_path):
+    (tmp_path / "trainer_log.jsonl").write_text('{"step": 8, "total_steps": 40}\n{"step": 10, "tot')
+    assert read_progress(tmp_path / "none.log", tmp_path)["step"] == 8
+
+
+def test_sigint_is_what_stop_sends(fake, monkeypatch):
+    root, steps = fake
+    steps["n"] = 2000
+    sent = []
+    monkeypatch.setattr(runner_mod.os, "killpg", lambda pid, sig: sent.append((pid, sig)))
+    r = Runner(root)
+    job = r.start("train", root / "job.yaml", root / "out")
+    assert r.stop()
+    assert sent == [(job.pid, signal.SIGINT)]
+    assert r.status()["state"] == "stopping"
+    os.kill(job.pid, signal.SIGKILL)
+    r.wait(10)
