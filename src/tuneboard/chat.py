@@ -82,7 +82,7 @@ class ChatEngine:
 
     def generation_kwargs(self, **overrides: Any) -> dict[str, Any]:
         kw = {k: getattr(self.cfg, k) for k in GEN_KEYS}
-        kw.update({k: v for k, v in overrides.items() if v is not None and k in GEN_KEYS})
+        kw.update({k: v for k, v in overrides.items() if v is not None and k in (*GEN_KEYS, "min_new_tokens")})
         if kw.get("temperature") == 0 or not kw["do_sample"]:
             kw["do_sample"] = False
             for k in ("temperature", "top_p", "top_k"):
@@ -124,7 +124,7 @@ class ChatEngine:
                         input_ids=inputs,
                         attention_mask=torch.ones_like(inputs),
                         streamer=streamer,
-                        eos_token_id=self.stop_ids,
+                        eos_token_id=self.stop_ids or None,
                         pad_token_id=self.tokenizer.pad_token_id,
                         stopping_criteria=StoppingCriteriaList([stopper]),
                         **kw,

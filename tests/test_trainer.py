@@ -1,0 +1,53 @@
+"""The training loss: projecting only labelled positions gives the plain causal-LM loss and gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tuneboard.data.collate import PadCollator
+from tuneboard.trainer import labelled_loss
+
+
+@pytest.fixture(scope="module")
+def model():
+    from transformers import AutoModelForCausalLM
+
+    from tuneboard.model import tiny
+
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_pretrained(tiny.ensure(), dtype=torch.float32)
+
+
+def batch():
+    g = torch.Generator().manual_seed(3)
+    feats = []
+    for n, prompt in ((20, 12), (9, 4), (15, 15 - 3)):
+        ids = torch.randint(10, 2000, (n,), generator=g).tolist()
+        feats.append({"input_ids": ids, "labels": [-100] * prompt + ids[prompt:]})
+    return PadCollator(pad_id=0)(feats)
+
+
+def grads(model):
+    return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+
+def test_labelled_loss_equals_plain_loss_and_gradients(model):
+    inputs = batch()
+    model.zero_grad()
+    plain = model(**inputs).loss  # transformers' own shifted cross-entropy, mean over labelled tokens
+    plain.backward()
+    g_plain = grads(model).clone()
+    model.zero_grad()
+    ours, n = labelled_loss(model, dict(inputs))
+    ours.backward()
+    assert n == int(inputs["labels"][:, 1:].ne(-100).sum())
+    assert abs(ours.item() - plain.item()) < 1e-5
+    assert torch.allclose(grads(model), g_plain, atol=1e-5)
+
+
+def test_num_items_in_batch_normalises_across_accumulation(model):
+    inputs = batch()
+    total, n = labelled_loss(model, dict(inputs))
+    scaled, _ = labelled_loss(model, dict(inputs), num_items=2 * n)
+    assert abs(scaled.item() - total.item() / 2) < 1e-6
