@@ -1,6 +1,6 @@
 """ChatEngine against a bare `model.generate` on the same model and prompt: time to first token and tokens/s.
 
-    .venv/bin/python bench/chat.py [--model DIR] [--new-tokens 128] [--runs 5]
+.venv/bin/python bench/chat.py [--model DIR] [--new-tokens 128] [--runs 5]
 """
 
 from __future__ import annotations

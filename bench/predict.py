@@ -1,6 +1,6 @@
 """Evaluation throughput: samples/s of batched greedy generation at batch sizes 1, 8 and 32 on builtin:tiny.
 
-    .venv/bin/python bench/predict.py [--model DIR] [--samples 64] [--max-new-tokens 16]
+.venv/bin/python bench/predict.py [--model DIR] [--samples 64] [--max-new-tokens 16]
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ LAYERS = [
     ("__main__.py", 4),
     ("demo.py", 4),
     ("chat_cli.py", 4),
+    ("launch.py", 4),
     ("api/", 4),
     ("webui/", 4),
     ("train.py", 3),

@@ -131,7 +131,19 @@ class Interrupt(TrainerCallback):
         print("\nstopping: saving a checkpoint after this step (Ctrl-C again to abort now)", file=sys.stderr)
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.requested:
+        if self.requested_anywhere(args.device):
             control.should_save = True
             control.should_training_stop = True
         return control
+
+    def requested_anywhere(self, device) -> bool:
+        """Several processes: all stop after the same step when any of them was signalled (one tiny all-reduce
+        per step); a rank that stopped alone would leave the others waiting for it forever."""
+        import torch
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            flag = torch.tensor([int(self.requested)], device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            self.requested = bool(flag.item())
+        return self.requested

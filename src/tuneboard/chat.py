@@ -82,7 +82,9 @@ class ChatEngine:
 
     def generation_kwargs(self, **overrides: Any) -> dict[str, Any]:
         kw = {k: getattr(self.cfg, k) for k in GEN_KEYS}
-        kw.update({k: v for k, v in overrides.items() if v is not None and k in (*GEN_KEYS, "min_new_tokens")})
+        kw.update(
+            {k: v for k, v in overrides.items() if v is not None and k in (*GEN_KEYS, "min_new_tokens")}
+        )
         if kw.get("temperature") == 0 or not kw["do_sample"]:
             kw["do_sample"] = False
             for k in ("temperature", "top_p", "top_k"):

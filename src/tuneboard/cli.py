@@ -18,7 +18,10 @@ from .errors import TuneboardError
 def _config(args: argparse.Namespace):
     from . import config
 
-    cfg, notes = config.load(args.config, args.overrides)
+    path, overrides = args.config, list(args.overrides)
+    if path and "=" in path and not path.endswith((".yaml", ".yml")):  # `tuneboard chat key=value ...`
+        path, overrides = None, [path, *overrides]
+    cfg, notes = config.load(path, overrides)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     return cfg
@@ -26,13 +29,17 @@ def _config(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    from . import train
+    from . import launch, train
 
     if cfg.do_train:
+        train.preflight(cfg)
+        argv = launch.torchrun_argv(cfg, args.config, args.overrides, debug=args.debug)
+        if argv:  # several GPUs, nproc_per_node or NNODES: the same command on every process
+            return launch.run(argv)
         result = train.run(cfg)
         if result.get("interrupted"):
             return 0
-    if cfg.do_predict or cfg.predict_with_generate:
+    if (cfg.do_predict or cfg.predict_with_generate) and train.is_main_process():
         from . import evaluate
 
         if cfg.do_train and cfg.finetuning_type == "lora":
@@ -165,7 +172,8 @@ def cmd_model_tiny(args: argparse.Namespace) -> int:
         num_attention_heads=args.heads,
         num_key_value_heads=args.kv_heads,
         intermediate_size=args.intermediate_size or int(args.hidden_size * 2.6875) // 8 * 8,
-        vocab_size=args.vocab_size,
+        vocab_size=args.vocab_size or tiny.TinySpec.vocab_size,
+        min_vocab_size=args.vocab_size or 0,  # asked for: the model has at least this many rows
     )
     out = Path(args.outdir)
     if out.exists() and any(out.iterdir()):
@@ -252,7 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--heads", type=int, default=4)
     t.add_argument("--kv-heads", type=int, default=2)
     t.add_argument("--intermediate-size", type=int, default=None)
-    t.add_argument("--vocab-size", type=int, default=4096)
+    t.add_argument(
+        "--vocab-size",
+        type=int,
+        default=None,
+        help="BPE target and minimum model vocabulary (extra rows unused); default: the builtin model's",
+    )
 
     add_data_commands(command("data", cmd_data, "prepare datasets: identity, add, split, check, preview"))
     return parser

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import Config
+from .config import Config, replace
 from .data.loader import DataBundle, prepare_datasets
 from .errors import ConfigError, TuneboardError
 from .model.adapters import count_parameters, prepare
@@ -103,6 +103,43 @@ def complete_checkpoints(out: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def check_deepspeed(cfg: Config) -> None:
+    """`deepspeed:` names a JSON file that exists and parses (relative paths are from the working directory)."""
+    if not cfg.deepspeed:
+        return
+    path = Path(cfg.deepspeed).expanduser()
+    if not path.is_file():
+        raise ConfigError(
+            f"{cfg.source}: deepspeed: {cfg.deepspeed} not found (a DeepSpeed JSON config, "
+            "e.g. examples/deepspeed/ds_z3_config.json; relative paths are read from the working directory)"
+        )
+    try:
+        ds = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{cfg.source}: deepspeed: {path} is not valid JSON ({exc})") from None
+    if not isinstance(ds, dict):
+        raise ConfigError(f"{cfg.source}: deepspeed: {path} must hold a JSON object")
+    import importlib.util
+
+    if importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError(
+            f"{cfg.source}: deepspeed: {path} needs the DeepSpeed package: pip install deepspeed"
+        )
+
+
+def preflight(cfg: Config) -> None:
+    """Checks that need no torch, run once before any training process starts."""
+    if not cfg.datasets:
+        raise ConfigError(f"{cfg.source}: 'dataset' is required for training")
+    check_deepspeed(cfg)
+    check_output_dir(cfg)
+    resolve_resume(cfg)
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def resolve_resume(cfg: Config) -> str | None:
     value = cfg.resume_from_checkpoint
     if not value:
@@ -128,6 +165,8 @@ def training_args(cfg: Config, precision: str, has_eval: bool) -> Any:
     if has_eval and eval_strategy == "no" and cfg.eval_steps:
         eval_strategy = "steps"
     report = "none" if cfg.report_to in ("none", "", None) else cfg.report_to.split(",")
+    # several processes without CUDA (torchrun on CPUs): accelerate sets up gloo only when told to use the CPU
+    cpu_ddp = world_size() > 1 and not _cuda_available()
     return TrainingArguments(
         output_dir=cfg.output_dir,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
@@ -151,7 +190,8 @@ def training_args(cfg: Config, precision: str, has_eval: bool) -> Any:
         report_to=report,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        use_cpu=cfg.use_cpu,
+        use_cpu=cfg.use_cpu or cpu_ddp,
+        ddp_backend="gloo" if cpu_ddp or (cfg.use_cpu and world_size() > 1) else None,
         seed=cfg.seed,
         data_seed=cfg.seed,
         ddp_timeout=cfg.ddp_timeout,
@@ -172,7 +212,7 @@ def _cuda_available() -> bool:
 
 def summary(cfg: Config, model: Any, data: DataBundle, args: Any, precision: str, base: str) -> None:
     total, trainable = count_parameters(model)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = world_size()
     eff = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world
     s = data.train.stats
     lines = [
@@ -200,15 +240,19 @@ def summary(cfg: Config, model: Any, data: DataBundle, args: Any, precision: str
 
 def run(cfg: Config) -> dict[str, Any]:
     """Train; returns the final metrics. Everything is validated before output_dir is touched."""
-    check_output_dir(cfg)
+    preflight(cfg)
     resume = resolve_resume(cfg)
     precision = resolve_precision(cfg)
-    source = resolve_source(cfg)
-    tokenizer = load_tokenizer(source.base_dir, cfg)
-    template = pick_template(cfg.template, tokenizer, source.base_dir)
-    if not cfg.datasets:
-        raise ConfigError(f"{cfg.source}: 'dataset' is required for training")
-    data = prepare_datasets(cfg, tokenizer, template)
+    # TrainingArguments first: it starts the process group (several processes), and DeepSpeed ZeRO-3 / FSDP
+    # must be configured before the model is loaded so that its weights are partitioned as they load
+    args = training_args(cfg, precision, has_eval=bool(cfg.eval_datasets or cfg.val_size))
+    # downloads, the tiny model and tokenization run once per machine; the other ranks then read the caches
+    with args.main_process_first(local=True, desc="model download and preprocessing"):
+        source = resolve_source(cfg)
+        tokenizer = load_tokenizer(source.base_dir, cfg)
+        template = pick_template(cfg.template, tokenizer, source.base_dir)
+        first = args.local_process_index == 0
+        data = prepare_datasets(cfg if first else replace(cfg, overwrite_cache=False), tokenizer, template)
 
     import torch
 
@@ -226,7 +270,6 @@ def run(cfg: Config) -> dict[str, Any]:
     out = Path(cfg.output_dir)
     if cfg.overwrite_output_dir and not resume and is_main_process():
         clear_previous_run(out)
-    args = training_args(cfg, precision, data.eval is not None)
     trainer = SFTTrainer(model=model, args=args, data=data, tokenizer=tokenizer, cfg=cfg)
     summary(cfg, model, data, args, precision, source.base_name)
     if is_main_process():
@@ -234,18 +277,30 @@ def run(cfg: Config) -> dict[str, Any]:
         cfg.save(out / "tuneboard_config.yaml")
 
     start = time.time()
-    interrupted = trainer.train_interruptibly(resume)
-    runtime = time.time() - start
+    try:
+        interrupted = trainer.train_interruptibly(resume)
+        runtime = time.time() - start
+        if not interrupted:
+            results = trainer.finish(runtime, template)
+    finally:
+        end_process_group()
     if interrupted:
         say(
             f"\nstopped at step {trainer.state.global_step}; a checkpoint was saved in {out}.\n"
             f"continue with: tuneboard train {cfg.source} resume_from_checkpoint=true"
         )
         return {"interrupted": True, "step": trainer.state.global_step}
-    results = trainer.finish(runtime, template)
     say(f"\ndone in {runtime:.1f}s: final loss {results.get('train_loss', float('nan')):.4f}")
     say(f"wrote {out}/ : " + ", ".join(sorted(p.name for p in out.iterdir() if not p.name.startswith("."))))
     return results
+
+
+def end_process_group() -> None:
+    """Several processes: leave the process group cleanly (evaluation afterwards runs on rank 0 alone)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def main(cfg: Config) -> int:

@@ -1,11 +1,14 @@
 """The HF Trainer, specialised: tuneboard's collators, a loss that projects only labelled positions to the
-vocabulary, token counting, Ctrl-C handling and the final outputs (model, tokenizer, results, plot).
+vocabulary, token counting, Ctrl-C handling, checkpoints written under a temporary name and renamed when
+complete, and the final outputs (model, tokenizer, results, plot).
 
 Training layer (train.py builds it).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,38 @@ from .config import Config
 from .data.collate import PadCollator, PaddingFreeCollator
 from .data.loader import DataBundle
 from .data.tokenize import IGNORE
-from .files import write_json_atomic
+from .errors import TuneboardError
+from .files import write_error, write_json_atomic
+
+STAGING = ".{name}.partial"  # checkpoint-N is written in output_dir/.checkpoint-N.partial/checkpoint-N
+
+
+def fsync_tree(folder: Path) -> None:
+    """Flush a finished directory's files to disk before it is renamed into place (rename is atomic, the data
+    behind it is not)."""
+    for p in [*folder.rglob("*"), folder]:
+        try:
+            fd = os.open(p, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Rename `src` to `dst`; an existing `dst` (the same step saved again) is moved aside first."""
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)
 
 
 def labelled_loss(model: Any, inputs: dict[str, Any], num_items: Any = None) -> tuple[Any, int]:
@@ -81,6 +115,9 @@ class SFTTrainer(Trainer):
             self.counter.tokens += n_tokens
         self.loss_is_scaled_for_ga = num_items_in_batch is not None
         loss, n_valid = labelled_loss(model, dict(inputs), num_items_in_batch)
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+            # num_items_in_batch counts every rank's tokens and DDP averages the gradients: undo the average
+            loss = loss * self.accelerator.num_processes
         if model.training:
             self.counter.trained += n_valid
         return (loss, None) if return_outputs else loss
@@ -90,8 +127,67 @@ class SFTTrainer(Trainer):
             loss = self.compute_loss(model, dict(inputs))
         return loss.detach(), None, None
 
+    # ---- checkpoints: written under a temporary name, renamed when complete ----
+
+    def _get_output_dir(self, trial: Any) -> str:
+        staging = getattr(self, "_tb_staging", None)
+        return staging if staging else super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        """The Trainer's checkpoint (model, optimizer, scheduler, RNG, trainer_state.json last), written into
+        `.checkpoint-N.partial/checkpoint-N` and renamed to `checkpoint-N` once every file is on disk; only then
+        are old checkpoints rotated out (save_total_limit). A kill or a full disk mid-save leaves the previous
+        checkpoints as they were and no `checkpoint-N` that looks complete."""
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+
+        run_dir = Path(super()._get_output_dir(trial))
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staging, final = run_dir / STAGING.format(name=name), run_dir / name
+        main = self.args.should_save
+        kept = "the previous checkpoints are kept; once it can be written, continue with resume_from_checkpoint=true"
+        try:
+            if main:
+                shutil.rmtree(staging, ignore_errors=True)
+                staging.mkdir(parents=True)
+            self.accelerator.wait_for_everyone()
+            self._tb_staging = str(staging)
+            try:
+                super()._save_checkpoint(
+                    model, trial
+                )  # writes staging/checkpoint-N (rotation there is a no-op)
+            finally:
+                self._tb_staging = None
+            best = self.state.best_model_checkpoint
+            if best and Path(best).parent == staging:  # the Trainer recorded the staging path
+                self.state.best_model_checkpoint = str(final)
+                if main:
+                    self.state.save_to_json(str(staging / name / "trainer_state.json"))
+            self.accelerator.wait_for_everyone()  # every rank wrote its part (rng_state_<rank>.pth)
+            if main:
+                fsync_tree(staging / name)
+                replace_dir(staging / name, final)
+                staging.rmdir()
+        except Exception as exc:
+            err = write_error(run_dir, exc, kept) if main else None
+            if main:
+                shutil.rmtree(staging, ignore_errors=True)
+            if err is None:
+                raise
+            raise TuneboardError(f"checkpoint at step {self.state.global_step}: {err}") from None
+        if main:
+            rotate_checkpoints(
+                output_dir=str(run_dir),
+                save_total_limit=self.args.save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=True,
+            )
+        self.accelerator.wait_for_everyone()
+
     def train_interruptibly(self, resume: str | None) -> bool:
         """Train; True when stopped by Ctrl-C/SIGTERM (a checkpoint was saved)."""
+        if self.is_world_process_zero():  # what a killed save left behind
+            for p in Path(self.args.output_dir).glob(STAGING.format(name="*")):
+                shutil.rmtree(p, ignore_errors=True)
         self.interrupt.install()
         try:
             self._tb_start = time.time()
@@ -99,6 +195,32 @@ class SFTTrainer(Trainer):
         finally:
             self.interrupt.uninstall()
         return self.interrupt.requested
+
+    def save_final(self, out: Path) -> None:
+        """The trained adapter or model, saved beside the checkpoints: written into `.final.partial`, then each
+        complete file is renamed into output_dir (all_results.json, written after, marks the run finished)."""
+        staging = out / STAGING.format(name="final")
+        main = self.is_world_process_zero()
+        try:
+            if main:
+                shutil.rmtree(staging, ignore_errors=True)
+            self.save_model(str(staging))
+            self.accelerator.wait_for_everyone()
+            if main:
+                fsync_tree(staging)
+                for p in sorted(staging.iterdir()):
+                    replace_dir(p, out / p.name) if p.is_dir() else os.replace(p, out / p.name)
+                staging.rmdir()
+        except Exception as exc:
+            kept = (
+                "the checkpoints are kept; once it can be written, continue with resume_from_checkpoint=true"
+            )
+            err = write_error(out, exc, kept) if main else None
+            if main:
+                shutil.rmtree(staging, ignore_errors=True)
+            if err is None:
+                raise
+            raise TuneboardError(f"final model: {err}") from None
 
     def finish(self, runtime: float, template: Any) -> dict[str, Any]:
         """Save the model (adapter or full) with the tokenizer and chat template, results and the plot."""
@@ -108,16 +230,19 @@ class SFTTrainer(Trainer):
         tok = self.processing_class
         if hasattr(template, "name"):
             tok.chat_template = to_jinja(template)
-        self.save_model(str(out))
+        self.save_final(out)
         metrics = dict(self.train_output.metrics)
         steps = max(self.state.global_step, 1)
+        tokens, trained = self.accelerator.reduce(  # all processes' tokens
+            torch.tensor([self.counter.tokens, self.counter.trained], device=self.args.device), "sum"
+        ).tolist()
         results = {
             "train_runtime": round(runtime, 4),
             "train_loss": metrics.get("train_loss"),
             "train_samples_per_second": metrics.get("train_samples_per_second"),
             "train_steps_per_second": round(steps / max(runtime, 1e-9), 4),
-            "train_tokens_per_second": round(self.counter.tokens / max(runtime, 1e-9), 2),
-            "train_trained_tokens_per_second": round(self.counter.trained / max(runtime, 1e-9), 2),
+            "train_tokens_per_second": round(tokens / max(runtime, 1e-9), 2),
+            "train_trained_tokens_per_second": round(trained / max(runtime, 1e-9), 2),
             "epoch": metrics.get("epoch"),
             "global_step": self.state.global_step,
             "template": getattr(template, "name", "auto"),

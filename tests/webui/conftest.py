@@ -136,13 +136,21 @@ def browser():
         b.close()
 
 
+def open_app(pg, url: str) -> None:
+    """Load the app and wait until its page-load events have run (the Train tab shows the job status)."""
+    pg.goto(url)
+    pg.get_by_role("tab", name="Train").click()
+    pg.wait_for_function("() => (document.querySelector('#train-status')?.innerText || '').trim().length > 0")
+    pg.get_by_role("tab", name="Data").click()
+    pg.wait_for_selector("#identity-fill")
+
+
 @pytest.fixture
 def page(browser, server):
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US")
     pg = ctx.new_page()
     pg.set_default_timeout(30_000)
-    pg.goto(server)
-    pg.wait_for_selector("#tab-data", state="attached")
+    open_app(pg, server)
     yield pg
     ctx.close()
 

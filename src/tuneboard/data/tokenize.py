@@ -43,6 +43,51 @@ def _spans(template: Any, conv: Conversation) -> tuple[str, list[int], list[tupl
     return "".join(parts), starts, meta
 
 
+def _segment_tokens(enc: Any, starts: list[int], n_chars: int) -> list[tuple[int, int]] | None:
+    """Token range of each segment: a token belongs to the segment holding its first character.
+    Found from the segment boundaries alone (a few lookups per record, not one per token)."""
+    n = len(enc.ids)
+    bounds = []
+    for s in starts:
+        if s >= n_chars:
+            bounds.append(n)
+            continue
+        t = enc.char_to_token(s)
+        if t is None:
+            return None
+        if s > 0 and enc.char_to_token(s - 1) == t:  # a token straddling the boundary stays behind
+            t += 1
+        bounds.append(t)
+    bounds.append(n)
+    return [(bounds[i], max(bounds[i], bounds[i + 1])) for i in range(len(starts))]
+
+
+def _tokenize(tokenizer: Any, texts: list[str], starts: list[list[int]]) -> list[tuple[list[int], list]]:
+    """(ids, token range per segment) for each text, in one batched call of the Rust tokenizer."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        encs = backend.encode_batch(texts, add_special_tokens=False)
+        out = []
+        for enc, text, st in zip(encs, texts, starts, strict=True):
+            ranges = _segment_tokens(enc, st, len(text))
+            out.append((enc.ids, ranges if ranges is not None else _ranges_from_offsets(enc.offsets, st)))
+        return out
+    enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False)
+    return [
+        (ids, _ranges_from_offsets(offs, st))
+        for ids, offs, st in zip(enc["input_ids"], enc["offset_mapping"], starts, strict=True)
+    ]
+
+
+def _ranges_from_offsets(offsets: list[tuple[int, int]], starts: list[int]) -> list[tuple[int, int]]:
+    owner = [max(bisect.bisect_right(starts, a) - 1, 0) for a, _ in offsets]
+    ranges = []
+    for i in range(len(starts)):
+        first = bisect.bisect_left(owner, i)
+        ranges.append((first, bisect.bisect_right(owner, i)))
+    return ranges
+
+
 def _truncate(
     ids: list[int], labels: list[int], turns: list[int], cutoff: int
 ) -> tuple[list[int], list[int]]:
@@ -85,23 +130,19 @@ def encode(
         texts.append(text)
         starts.append(st)
         metas.append(meta)
-    enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False)
     out: dict[str, list[list[int]]] = {"input_ids": [], "labels": []}
     stats = EncodeStats(records=len(convs))
-    for k, conv in enumerate(convs):
-        ids = enc["input_ids"][k]
-        offsets = enc["offset_mapping"][k]
-        st, meta = starts[k], metas[k]
+    for k, (conv, (ids, seg_tokens)) in enumerate(
+        zip(convs, _tokenize(tokenizer, texts, starts), strict=True)
+    ):
+        meta = metas[k]
         last_turn = max((t for _, t in meta), default=0)
-        labels, turns = [], []
-        for tok, (a, _b) in zip(ids, offsets, strict=False):
-            seg = max(bisect.bisect_right(st, a) - 1, 0)
-            train, turn = meta[seg]
-            trained = train or (train_on_prompt and turn >= 0)
-            if mask_history and turn != last_turn:
-                trained = False
-            labels.append(tok if trained else IGNORE)
-            turns.append(turn)
+        labels: list[int] = []
+        turns: list[int] = []
+        for (a, b), (train, turn) in zip(seg_tokens, meta, strict=True):
+            trained = (train or (train_on_prompt and turn >= 0)) and not (mask_history and turn != last_turn)
+            labels += ids[a:b] if trained else [IGNORE] * (b - a)
+            turns += [turn] * (b - a)
         if len(ids) > cutoff_len:
             ids, labels = _truncate(list(ids), labels, turns, cutoff_len)
             stats.truncated += 1

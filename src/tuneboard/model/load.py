@@ -183,6 +183,7 @@ class LightTokenizer:
         if not path.exists():
             raise TuneboardError(f"{model_dir}: no tokenizer.json (a fast tokenizer is needed)")
         self._tok = Tokenizer.from_file(str(path))
+        self.backend_tokenizer = self._tok
         conf_path = model_dir / "tokenizer_config.json"
         conf = json.loads(conf_path.read_text(encoding="utf-8")) if conf_path.exists() else {}
         jinja = model_dir / "chat_template.jinja"

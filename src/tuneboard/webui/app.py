@@ -58,6 +58,7 @@ def build_app(root: str | Path | None = None, lang: str = DEFAULT) -> gr.Blocks:
     ctx = Ctx(ws=ws, runner=get_runner(ws.root), ui=Texts(normalize(lang)))
     ui = ctx.ui
     with gr.Blocks(title="tuneboard", analytics_enabled=False) as demo:
+        ctx.demo = demo
         ui.md("app.title", elem_id="title")
         topbar.build(ctx)
         with gr.Tabs(elem_id="tabs"):

@@ -29,6 +29,7 @@ class Ctx:
     ws: Workspace
     runner: Runner
     ui: Texts
+    demo: Any = None  # the gr.Blocks being built (for page-load events)
     lang: Any = None
     top: list[Any] = field(default_factory=list)  # model, hub, finetuning, output, template, trust
     dataset_dir: Any = None

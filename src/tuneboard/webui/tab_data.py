@@ -26,6 +26,7 @@ from .locales import t
 FORMATTINGS = ("alpaca", "sharegpt", "openai")
 SUFFIXES = [".json", ".jsonl", ".csv", ".parquet"]
 _MARK = re.compile(r"\[\[(.*?)\]\]", re.S)
+_HEADER = re.compile(r"(--- record [^\n]*)")
 
 
 def tokenizer_for(ctx: Ctx, model: str, template: str):
@@ -88,8 +89,16 @@ def registry_table(ctx: Ctx, lang: str, dataset_dir: str) -> pd.DataFrame:
 
 
 def preview_html(text: str) -> str:
-    body = _MARK.sub(lambda m: f'<mark class="tb-trained">{m.group(1)}</mark>', html.escape(text))
-    return f'<pre class="tb-preview">{body}</pre>'
+    """tools.preview's text as HTML: record headers in bold, trained spans ([[...]]) highlighted."""
+    out = []
+    for part in _HEADER.split(text):
+        if _HEADER.fullmatch(part):
+            out.append(f"<b>{html.escape(part.replace(' (between [[ and ]])', ''))}</b>")
+        else:
+            out.append(
+                _MARK.sub(lambda m: f'<mark class="tb-trained">{m.group(1)}</mark>', html.escape(part))
+            )
+    return f'<pre class="tb-preview">{"".join(out)}</pre>'
 
 
 def build(ctx: Ctx) -> dict[str, Any]:

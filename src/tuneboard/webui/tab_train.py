@@ -28,6 +28,11 @@ def default_run() -> str:
     return f"train_{jobs.stamp()}"
 
 
+def fresh_run() -> tuple[str, str]:
+    name = default_run()
+    return name, f"configs/{name}.yaml"
+
+
 def progress_html(lang: str, status: dict[str, Any]) -> str:
     step, total = int(status.get("step") or 0), int(status.get("total") or 0)
     pct = 100.0 * step / total if total else 0.0
@@ -216,8 +221,7 @@ def build(ctx: Ctx) -> dict[str, Any]:
             gr.Warning(error_text(lang, exc))
             return error_text(lang, exc), gr.update(), gr.update()
         rel = relpath(ctx.ws, written)
-        new_run = default_run()
-        return ok_text(t(lang, "train.started", file=rel)), new_run, f"configs/{new_run}.yaml"
+        return (ok_text(t(lang, "train.started", file=rel)), *fresh_run())
 
     def do_stop(lang: str):
         if ctx.runner.status("train")["state"] != "running":
@@ -230,6 +234,7 @@ def build(ctx: Ctx) -> dict[str, Any]:
     save_btn.click(do_save, inputs, msg)
     start.click(do_start, inputs, [msg, run, cfg_path], concurrency_limit=1)
     stop.click(do_stop, ctx.lang, msg)
+    ctx.demo.load(fresh_run, None, [run, cfg_path], show_progress="hidden")  # a new name per page
     run.input(
         lambda r: f"configs/{r.strip()}.yaml" if r and r.strip() else "",
         run,
