@@ -104,15 +104,10 @@ def _truncate(
     ids, labels, turns = ids[:keep], labels[:keep], turns[:keep]
     if len(ids) <= cutoff:
         return ids, labels
-    first_target = next((i for i, lab in enumerate(labels) if lab != IGNORE), len(ids))
-    prompt_len, reply_len = first_target, len(ids) - first_target
-    reply_keep = min(reply_len, max(cutoff - prompt_len, cutoff // 2))
-    prompt_keep = cutoff - reply_keep
-    p_ids = ids[:first_target][len(ids[:first_target]) - prompt_keep :] if prompt_keep else []
-    p_lab = labels[:first_target][len(labels[:first_target]) - prompt_keep :] if prompt_keep else []
-    return p_ids + ids[first_target : first_target + reply_keep], p_lab + labels[
-        first_target : first_target + reply_keep
-    ]
+    first = next((i for i, lab in enumerate(labels) if lab != IGNORE), len(ids))
+    reply_keep = min(len(ids) - first, max(cutoff - first, cutoff // 2))
+    lo, hi = first - (cutoff - reply_keep), first + reply_keep  # prompt tail + reply head
+    return ids[lo:first] + ids[first:hi], labels[lo:first] + labels[first:hi]
 
 
 def encode(
