@@ -42,6 +42,20 @@ def resolve_dir(name: str, cfg: Config) -> Path:
     return hub.resolve_model(name, cfg.model_revision, cfg.cache_dir)
 
 
+def check_source(cfg: Config) -> None:
+    """What can be checked of model_name_or_path and adapter_name_or_path without torch or the network: the
+    builtin name, local paths (a hub id is checked when it is downloaded)."""
+    name = cfg.model_name_or_path
+    if name.startswith(hub.BUILTIN_PREFIX):
+        if name != "builtin:tiny":
+            raise TuneboardError(f"unknown builtin model '{name}'; the builtin model is 'builtin:tiny'")
+    elif Path(name).expanduser().exists() or name.startswith(("/", "./", "../", "~")):
+        hub.resolve_model(name, cfg.model_revision, cfg.cache_dir)  # a local path: no download
+    for a in cfg.adapters:
+        if not (Path(a).expanduser() / "adapter_config.json").exists():
+            raise TuneboardError(f"{a}: not a LoRA adapter directory (no adapter_config.json)")
+
+
 def resolve_source(cfg: Config) -> ModelSource:
     """`model_name_or_path` may itself be a LoRA output directory: its base comes from adapter_config.json."""
     base = resolve_dir(cfg.model_name_or_path, cfg)
@@ -150,6 +164,9 @@ def attn_implementation(cfg: Config) -> str:
 
 def load_model(model_dir: Path, cfg: Config, dtype: Any = None, device_map: Any = None) -> Any:
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # per-tensor load/save bars; hub download bars are unaffected
 
     kwargs: dict[str, Any] = dict(
         trust_remote_code=cfg.trust_remote_code,
