@@ -20,6 +20,7 @@ LAYERS = [
     ("demo.py", 4),
     ("chat_cli.py", 4),
     ("launch.py", 4),
+    ("launch.py", 4),
     ("api/", 4),
     ("webui/", 4),
     ("train.py", 3),

@@ -51,3 +51,39 @@ def test_num_items_in_batch_normalises_across_accumulation(model):
     total, n = labelled_loss(model, dict(inputs))
     scaled, _ = labelled_loss(model, dict(inputs), num_items=2 * n)
     assert abs(scaled.item() - total.item() / 2) < 1e-6
+
+
+def test_packed_attention_padding_free_equals_padded():
+    """Padding-free rows with per-sample attention (varlen) give the padded batch's loss and gradients, and
+    the model still runs padded batches (plain SDPA with its mask) after the switch."""
+    from transformers import AutoModelForCausalLM
+
+    from tuneboard.data.collate import PaddingFreeCollator
+    from tuneboard.model import tiny
+    from tuneboard.trainer import PACKED_ATTENTION, use_packed_attention
+
+    torch.manual_seed(0)
+    m = AutoModelForCausalLM.from_pretrained(tiny.ensure(), dtype=torch.float32, attn_implementation="sdpa")
+    g = torch.Generator().manual_seed(5)
+    feats = []
+    for n, prompt in ((23, 9), (7, 3), (16, 5), (1, 0)):
+        ids = torch.randint(10, 2000, (n,), generator=g).tolist()
+        feats.append({"input_ids": ids, "labels": [-100] * prompt + ids[prompt:]})
+
+    def run(inputs):
+        m.zero_grad()
+        loss, n = labelled_loss(m, dict(inputs))
+        loss.backward()
+        return loss.item(), n, grads(m).clone()
+
+    padded = PadCollator(pad_id=0)(feats)
+    loss_p, n_p, g_p = run(padded)
+    use_packed_attention(m)
+    assert m.config._attn_implementation == PACKED_ATTENTION
+    free = PaddingFreeCollator(varlen=True)(feats)
+    assert "attention_mask" not in free and free["cu_seq_lens_q"].tolist() == [0, 23, 30, 46, 47]
+    loss_f, n_f, g_f = run(free)
+    assert n_p == n_f and abs(loss_p - loss_f) < 1e-5
+    assert torch.allclose(g_p, g_f, atol=1e-5)
+    loss_p2, _, g_p2 = run(padded)
+    assert abs(loss_p2 - loss_p) < 1e-5 and torch.allclose(g_p2, g_p, atol=1e-5)

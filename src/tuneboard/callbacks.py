@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -128,7 +129,10 @@ class Interrupt(TrainerCallback):
         if self.requested:  # a second Ctrl-C stops at once
             raise KeyboardInterrupt
         self.requested = True
-        print("\nstopping: saving a checkpoint after this step (Ctrl-C again to abort now)", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # several processes: one message
+            print(
+                "\nstopping: saving a checkpoint after this step (Ctrl-C again to abort now)", file=sys.stderr
+            )
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.requested_anywhere(args.device):

@@ -32,11 +32,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from . import launch, train
 
     if cfg.do_train:
-        train.preflight(cfg)
+        conversations = train.preflight(cfg)  # the data is read and checked once, before torch
         argv = launch.torchrun_argv(cfg, args.config, args.overrides, debug=args.debug)
         if argv:  # several GPUs, nproc_per_node or NNODES: the same command on every process
             return launch.run(argv)
-        result = train.run(cfg)
+        result = train.run(cfg, conversations)
         if result.get("interrupted"):
             return 0
     if (cfg.do_predict or cfg.predict_with_generate) and train.is_main_process():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -273,6 +274,10 @@ def _validate(cfg: Config, where: str) -> None:
             raise ConfigError(f"{where}: '{key}' is {value!r}; expected one of {', '.join(allowed)}{hint}")
     if cfg.stage in STAGES_NOT_YET:
         raise ConfigError(f"{where}: stage '{cfg.stage}' is not supported yet; tuneboard runs 'sft'")
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}: '{f.name}' must be a finite number, got {value}")
     for key in POSITIVE:
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"{where}: '{key}' must be greater than 0, got {getattr(cfg, key)}")
@@ -283,6 +288,8 @@ def _validate(cfg: Config, where: str) -> None:
         raise ConfigError(
             f"{where}: 'learning_rate' {cfg.learning_rate} is absurd; typical values are 1e-5 to 1e-3"
         )
+    if cfg.lora_dropout >= 1:
+        raise ConfigError(f"{where}: 'lora_dropout' is a probability below 1, got {cfg.lora_dropout}")
     if not 0 <= cfg.warmup_ratio < 1:
         raise ConfigError(f"{where}: 'warmup_ratio' must be in [0, 1), got {cfg.warmup_ratio}")
     if cfg.val_size >= 1 and not float(cfg.val_size).is_integer():

@@ -15,7 +15,7 @@ import yaml
 
 from .config import Config
 from .errors import TuneboardError
-from .files import atomic_dir
+from .files import atomic_dir, unwritable_reason
 from .ollama import modelfile
 
 
@@ -99,10 +99,15 @@ def run(cfg: Config) -> Path:
     source = resolve_source(cfg)
     _refuse_quantized(cfg, source.base_dir)
     target = Path(cfg.export_dir)
+    if target.exists() and not target.is_dir():
+        raise TuneboardError(f"export_dir {target}: exists and is not a directory")
     if target.exists() and any(target.iterdir()) and not cfg.overwrite_export_dir:
         raise TuneboardError(
             f"export_dir {target}: already exists; set overwrite_export_dir: true to replace it"
         )
+    reason = unwritable_reason(target.parent)
+    if reason:  # found before the model is loaded
+        raise TuneboardError(f"export_dir {target}: cannot write there ({reason})")
     tokenizer = load_tokenizer(source.base_dir, cfg)
     template = pick_template(cfg.template or trained_template(source), tokenizer, source.base_dir)
     device_map = "auto" if cfg.export_device == "auto" and torch.cuda.is_available() else None

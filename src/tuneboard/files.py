@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,6 +61,11 @@ def write_error(
     reason = None
     if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
         reason = exc.strerror or str(exc)
+    else:  # wrapped by a library: "I/O error: No space left on device (os error 28)"
+        code = re.search(r"os error (\d+)|\[Errno (\d+)\]", str(exc))
+        number = int(next(g for g in code.groups() if g)) if code else None
+        if number in WRITE_ERRNOS:
+            reason = os.strerror(number)
     reason = reason or unwritable_reason(path)
     if reason is None:
         return None
@@ -78,7 +84,10 @@ def write_text_atomic(path: str | Path, text: str) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # a read-only file system refuses even this (EROFS, not ENOENT)
+            pass
         raise _fail(path, exc) from None
 
 

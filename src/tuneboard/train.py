@@ -5,9 +5,11 @@ Training layer: uses data/ and model/, called by cli.py (and by the web UI throu
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import time
@@ -15,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, replace
-from .data.loader import DataBundle, prepare_datasets
+from .data.loader import DataBundle, load_split, prepare_datasets
+from .data.templates import get_template
 from .errors import ConfigError, TuneboardError
+from .files import unwritable_reason, write_error
 from .model.adapters import count_parameters, prepare
-from .model.load import load_model, load_tokenizer, pick_template, resolve_source
+from .model.load import check_source, load_model, load_tokenizer, pick_template, resolve_source
 
 log = logging.getLogger(__name__)
 FINISHED_MARKERS = (
@@ -74,6 +78,9 @@ def check_output_dir(cfg: Config) -> None:
     out = Path(cfg.output_dir)
     if out.exists() and not out.is_dir():
         raise TuneboardError(f"output_dir {out}: exists and is not a directory")
+    reason = unwritable_reason(out)
+    if reason:  # found now, not after the model has loaded and the first checkpoint is due
+        raise TuneboardError(f"output_dir {out}: cannot write there ({reason})")
     finished = [m for m in FINISHED_MARKERS if (out / m).exists()]
     if finished and not cfg.overwrite_output_dir and not cfg.resume_from_checkpoint:
         raise TuneboardError(
@@ -90,16 +97,26 @@ def clear_previous_run(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def is_complete_checkpoint(path: Path) -> bool:
+    """trainer_state.json is written last, and the folder is renamed to checkpoint-N only after it."""
+    try:
+        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return False
+    return isinstance(state, dict) and "global_step" in state
+
+
 def complete_checkpoints(out: Path) -> list[Path]:
-    """Checkpoints whose trainer_state.json (written last) parses: a kill mid-save is never picked."""
+    """Complete checkpoints by step. A save that was killed is never picked: it lives under a temporary
+    name (`.checkpoint-N.partial`), or, written by another tool in place, lacks a readable trainer_state.json."""
     found = []
     for p in out.glob("checkpoint-*"):
-        try:
-            step = int(p.name.split("-")[1])
-            json.loads((p / "trainer_state.json").read_text())
-        except (ValueError, IndexError, OSError):
-            continue
-        found.append((step, p))
+        m = CHECKPOINT.match(p.name)
+        if m and p.is_dir() and is_complete_checkpoint(p):
+            found.append((int(m.group(1)), p))
     return [p for _, p in sorted(found)]
 
 
@@ -127,13 +144,22 @@ def check_deepspeed(cfg: Config) -> None:
         )
 
 
-def preflight(cfg: Config) -> None:
-    """Checks that need no torch, run once before any training process starts."""
+def preflight(cfg: Config) -> tuple[list[Any], list[Any]]:
+    """Checks that need no torch, run once before any training process starts; the data is read and checked
+    here too (before a model is downloaded), and its (train, eval) conversations returned for reuse."""
     if not cfg.datasets:
         raise ConfigError(f"{cfg.source}: 'dataset' is required for training")
+    if cfg.max_steps <= 0 and cfg.num_train_epochs == 0:
+        raise ConfigError(
+            f"{cfg.source}: nothing to train: 'num_train_epochs' is 0 and 'max_steps' is not set"
+        )
     check_deepspeed(cfg)
     check_output_dir(cfg)
     resolve_resume(cfg)
+    check_source(cfg)
+    if cfg.template not in (None, "", "auto"):
+        get_template(cfg.template)
+    return load_split(cfg)
 
 
 def world_size() -> int:
@@ -150,11 +176,26 @@ def resolve_resume(cfg: Config) -> str | None:
             raise TuneboardError(f"resume_from_checkpoint: no complete checkpoint in {cfg.output_dir}")
         return str(ckpts[-1])
     path = Path(value)
-    if not (path / "trainer_state.json").exists():
+    if not path.is_dir():
+        raise TuneboardError(f"resume_from_checkpoint: {path} is not a checkpoint directory")
+    if not is_complete_checkpoint(path):
         raise TuneboardError(
-            f"resume_from_checkpoint: {path} is not a complete checkpoint (no trainer_state.json)"
+            f"resume_from_checkpoint: {path} is not a complete checkpoint (no readable trainer_state.json)"
         )
     return str(path)
+
+
+def check_trainer_names(cfg: Config) -> None:
+    """`optim` and `lr_scheduler_type` name things inside transformers: checked against its lists."""
+    from transformers.trainer_utils import SchedulerType
+    from transformers.training_args import OptimizerNames
+
+    for key, enum in (("optim", OptimizerNames), ("lr_scheduler_type", SchedulerType)):
+        value, allowed = getattr(cfg, key), [e.value for e in enum]
+        if value not in allowed:
+            close = difflib.get_close_matches(str(value), allowed, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; e.g. {', '.join(allowed[:5])}"
+            raise ConfigError(f"{cfg.source}: '{key}' is {value!r}, which transformers does not know{hint}")
 
 
 def training_args(cfg: Config, precision: str, has_eval: bool) -> Any:
@@ -238,21 +279,29 @@ def summary(cfg: Config, model: Any, data: DataBundle, args: Any, precision: str
     say("\n".join(lines))
 
 
-def run(cfg: Config) -> dict[str, Any]:
-    """Train; returns the final metrics. Everything is validated before output_dir is touched."""
-    preflight(cfg)
+def run(cfg: Config, conversations: tuple[list[Any], list[Any]] | None = None) -> dict[str, Any]:
+    """Train; returns the final metrics. Everything is validated before output_dir is touched (`conversations`:
+    what `preflight` returned, when the caller ran it)."""
+    if conversations is None:
+        conversations = preflight(cfg)
     resume = resolve_resume(cfg)
+    check_trainer_names(cfg)
     precision = resolve_precision(cfg)
     # TrainingArguments first: it starts the process group (several processes), and DeepSpeed ZeRO-3 / FSDP
     # must be configured before the model is loaded so that its weights are partitioned as they load
-    args = training_args(cfg, precision, has_eval=bool(cfg.eval_datasets or cfg.val_size))
+    try:
+        args = training_args(cfg, precision, has_eval=bool(cfg.eval_datasets or cfg.val_size))
+    except (ValueError, ImportError) as exc:  # transformers' own checks of these settings
+        raise ConfigError(f"{cfg.source}: {str(exc).strip().splitlines()[0]}") from None
     # downloads, the tiny model and tokenization run once per machine; the other ranks then read the caches
     with args.main_process_first(local=True, desc="model download and preprocessing"):
         source = resolve_source(cfg)
         tokenizer = load_tokenizer(source.base_dir, cfg)
         template = pick_template(cfg.template, tokenizer, source.base_dir)
         first = args.local_process_index == 0
-        data = prepare_datasets(cfg if first else replace(cfg, overwrite_cache=False), tokenizer, template)
+        data = prepare_datasets(
+            cfg if first else replace(cfg, overwrite_cache=False), tokenizer, template, conversations
+        )
 
     import torch
 
@@ -282,6 +331,11 @@ def run(cfg: Config) -> dict[str, Any]:
         runtime = time.time() - start
         if not interrupted:
             results = trainer.finish(runtime, template)
+    except Exception as exc:  # a disk that fills up or turns read-only mid-run (log, checkpoint, final model)
+        err = write_error(out, exc, "the complete checkpoints in it are kept")
+        if err is None:
+            raise
+        raise err from None
     finally:
         end_process_group()
     if interrupted:

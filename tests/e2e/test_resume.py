@@ -1,5 +1,5 @@
-"""Kill a run with SIGKILL after a checkpoint, resume it, and get the uninterrupted run's per-step losses.
-Ctrl-C (SIGINT) saves a checkpoint and exits cleanly."""
+"""Kill a run with SIGKILL after a checkpoint, or in the middle of writing one, resume it, and get the
+uninterrupted run's per-step losses. Ctrl-C (SIGINT) saves a checkpoint and exits cleanly."""
 
 from __future__ import annotations
 
@@ -60,10 +60,15 @@ def losses(run: Path) -> dict[int, float]:
     return out
 
 
-def test_sigkill_then_resume_matches_uninterrupted_run(workspace):
+@pytest.fixture(scope="module")
+def reference(workspace) -> dict[int, float]:
+    """Per-step losses of the run left alone."""
     ref = start(config(workspace, "resume-ref"))
     assert ref.wait(600) == 0, ref.stdout.read()
+    return losses(workspace / "saves" / "resume-ref")
 
+
+def test_sigkill_then_resume_matches_uninterrupted_run(workspace, reference):
     cfg = config(workspace, "resume-killed")
     run = workspace / "saves" / "resume-killed"
     proc = start(cfg)
@@ -74,10 +79,56 @@ def test_sigkill_then_resume_matches_uninterrupted_run(workspace):
     resumed = start(cfg, "resume_from_checkpoint=true")
     assert resumed.wait(600) == 0, resumed.stdout.read()
 
-    expected, got = losses(workspace / "saves" / "resume-ref"), losses(run)
+    expected, got = reference, losses(run)
     assert sorted(got) == sorted(expected) == list(range(1, 31))
     for step in expected:
         assert abs(got[step] - expected[step]) < 1e-5, (step, got[step], expected[step])
+
+
+# `tuneboard train`, with the save of one checkpoint held up after its weights and optimizer are written
+# (before trainer_state.json) so that the test can SIGKILL the run in the middle of that save
+SLOW_SAVE = """
+import sys, time
+from pathlib import Path
+from tuneboard import trainer
+marker, step = Path(sys.argv[1]), int(sys.argv[2])
+save_rng_state = trainer.SFTTrainer._save_rng_state
+def held_up(self, output_dir):
+    save_rng_state(self, output_dir)
+    if self.state.global_step == step:
+        marker.write_text(output_dir)
+        time.sleep(600)
+trainer.SFTTrainer._save_rng_state = held_up
+from tuneboard.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def test_sigkill_during_a_checkpoint_save_resumes_from_the_previous_one(workspace, reference):
+    from tuneboard.train import complete_checkpoints
+
+    cfg = config(workspace, "killed-in-save", save_total_limit=2)
+    run = workspace / "saves" / "killed-in-save"
+    marker = workspace / "saving-step-10"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-c", SLOW_SAVE, str(marker), "10", "train", str(cfg)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    wait_for(marker, proc)
+    partial = Path(marker.read_text())
+    assert (partial / "optimizer.pt").exists() and not (partial / "trainer_state.json").exists()
+    assert not (run / "checkpoint-10").exists()  # still under its temporary name
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(60)
+    assert complete_checkpoints(run) == [run / "checkpoint-5"]
+
+    resumed = start(cfg, "resume_from_checkpoint=true")
+    assert resumed.wait(600) == 0, resumed.stdout.read()
+    got = losses(run)
+    assert sorted(got) == sorted(reference) == list(range(1, 31))
+    for step in reference:
+        assert abs(got[step] - reference[step]) < 1e-5, (step, got[step], reference[step])
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-25", "checkpoint-30"]  # rotated
+    assert not list(run.glob(".*partial*"))  # what the kill left was cleaned up
 
 
 def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(workspace):

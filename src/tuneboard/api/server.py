@@ -2,7 +2,7 @@
 
 Interface layer: no generation logic here. One model, generation serialised by the engine; at most
 `max_waiting` requests queue behind it, the rest get 429 with Retry-After; a client that disconnects
-mid-stream cancels its generation and frees the slot.
+(mid-stream, or while it waits) cancels its generation and frees its slot.
 """
 
 from __future__ import annotations
@@ -32,9 +32,65 @@ def _error(status: int, message: str, kind: str, headers: dict[str, str] | None 
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+class Slots:
+    """Requests admitted at once: one generating and the rest waiting for the model; beyond that, 429.
+    `free` and `admitted` (a running count) are read by /health and by the load test."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.admitted = 0
+        self._free = capacity
+        self._lock = threading.Lock()
+
+    @property
+    def free(self) -> int:
+        return self._free
+
+    def try_acquire(self) -> bool:
+        with self._lock:
+            if self._free == 0:
+                return False
+            self._free -= 1
+            self.admitted += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            if self._free >= self.capacity:
+                raise RuntimeError("a request slot was released twice")
+            self._free += 1
+
+
+def _check_request(body: Any) -> str | None:
+    """What is wrong with a chat completion request, or None."""
+    if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+        return "'messages' must be a list"
+    if not all(isinstance(m, dict) for m in body["messages"]):
+        return "each message must be an object with 'role' and 'content'"
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = body.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            return f"'{key}' must be a positive integer"
+    for key in ("temperature", "top_p"):
+        value = body.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+        ):
+            return f"'{key}' must be a number >= 0"
+    stop = body.get("stop")
+    if (
+        stop is not None
+        and not isinstance(stop, str)
+        and not (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
+    ):
+        return "'stop' must be a string or a list of strings"
+    return None
+
+
 def create_app(engine: Any, api_key: str | None = None, max_waiting: int = 16) -> Any:
     app = FastAPI(title="tuneboard API", docs_url=None, redoc_url=None)
-    slots = threading.BoundedSemaphore(max_waiting + 1)  # one generating + max_waiting queued
+    slots = Slots(max_waiting + 1)  # one generating + max_waiting queued
+    app.state.slots = slots
     model_id = os.path.basename(str(engine.name).rstrip("/")) or str(engine.name)
 
     @app.middleware("http")
@@ -52,7 +108,7 @@ def create_app(engine: Any, api_key: str | None = None, max_waiting: int = 16) -
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": model_id}
+        return {"status": "ok", "model": model_id, "slots_free": slots.free, "slots": slots.capacity}
 
     @app.get("/v1/models")
     async def models():
@@ -67,8 +123,9 @@ def create_app(engine: Any, api_key: str | None = None, max_waiting: int = 16) -
             body = await request.json()
         except ValueError:
             return _error(400, "the request body is not valid JSON", "invalid_request_error")
-        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-            return _error(400, "'messages' must be a list", "invalid_request_error")
+        problem = _check_request(body)
+        if problem:
+            return _error(400, problem, "invalid_request_error")
         stop = body.get("stop")
         stop = [stop] if isinstance(stop, str) else (stop or [])
         gen = {
@@ -82,18 +139,21 @@ def create_app(engine: Any, api_key: str | None = None, max_waiting: int = 16) -
             engine.encode(body["messages"])  # validate before taking a slot
         except TuneboardError as exc:
             return _error(400, str(exc), "invalid_request_error")
-        if not slots.acquire(blocking=False):
+        if not slots.try_acquire():
             return _error(429, "the server is busy; retry shortly", "rate_limit_error", {"Retry-After": "1"})
         rid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
         if body.get("stream"):
-            return StreamingResponse(
-                _sse(engine, body["messages"], stop, gen, slots, rid, created, model_id, request),
-                media_type="text/event-stream",
-            )
+            # the generation thread starts now and owns the slot: it is released however the response ends,
+            # even when the client leaves before the first byte is sent
+            stream = _Stream(engine, body["messages"], stop, gen, slots, asyncio.get_running_loop())
+            return _EventStream(_sse(stream, rid, created, model_id), stream.cancel)
+        cancel = threading.Event()
+        watcher = asyncio.create_task(_cancel_on_disconnect(request, cancel))
         try:
-            reply = await asyncio.to_thread(engine.chat, body["messages"], stop=stop, **gen)
+            reply = await asyncio.to_thread(engine.chat, body["messages"], stop=stop, cancel=cancel, **gen)
         finally:
+            watcher.cancel()
             slots.release()
         return {
             "id": rid,
@@ -117,27 +177,65 @@ def create_app(engine: Any, api_key: str | None = None, max_waiting: int = 16) -
     return app
 
 
-async def _sse(engine, messages, stop, gen, slots, rid, created, model_id, request):
-    """Server-sent events in OpenAI's chunk format; generation runs in a thread, cancelled on disconnect."""
-    from ..chat import Reply
+async def _cancel_on_disconnect(request: Request, cancel: threading.Event) -> None:
+    """A non-streaming client that leaves stops its generation (checked a few times a second)."""
+    while not await request.is_disconnected():
+        await asyncio.sleep(0.25)
+    cancel.set()
 
-    queue: asyncio.Queue = asyncio.Queue()
-    loop = asyncio.get_running_loop()
-    cancel = threading.Event()
-    reply = Reply()
-    done = object()
 
-    def produce() -> None:
+class _Stream:
+    """One streaming generation: a thread (holding the request's slot until it ends) feeding an asyncio queue.
+    Setting `cancel` stops it at the next token."""
+
+    DONE = object()
+
+    def __init__(self, engine, messages, stop, gen, slots: Slots, loop: asyncio.AbstractEventLoop) -> None:
+        from ..chat import Reply
+
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.cancel = threading.Event()
+        self.reply = Reply()
+        self._args = (engine, messages, stop, gen, slots, loop)
+        threading.Thread(target=self._produce, daemon=True).start()
+
+    def _produce(self) -> None:
+        engine, messages, stop, gen, slots, loop = self._args
+        put = lambda item: loop.call_soon_threadsafe(self.queue.put_nowait, item)  # noqa: E731
         try:
-            for piece in engine.stream(messages, stop=stop, reply=reply, cancel=cancel, **gen):
-                loop.call_soon_threadsafe(queue.put_nowait, piece)
-                if cancel.is_set():
-                    break
+            if not self.cancel.is_set():
+                for piece in engine.stream(messages, stop=stop, reply=self.reply, cancel=self.cancel, **gen):
+                    put(piece)
+                    if self.cancel.is_set():
+                        break
         except Exception as exc:  # reported to the client as an error chunk
-            loop.call_soon_threadsafe(queue.put_nowait, exc)
+            put(exc)
         finally:
-            loop.call_soon_threadsafe(queue.put_nowait, done)
             slots.release()
+            try:
+                put(self.DONE)
+            except RuntimeError:  # the server's loop is closed (shutdown)
+                pass
+
+
+class _EventStream(StreamingResponse):
+    """text/event-stream that cancels its generation whenever the response ends: finished, failed, or the
+    client gone (also before the body generator ever ran)."""
+
+    def __init__(self, content: Any, cancel: threading.Event) -> None:
+        super().__init__(content, media_type="text/event-stream")
+        self.cancel = cancel
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.cancel.set()
+
+
+async def _sse(stream: _Stream, rid, created, model_id):
+    """Server-sent events in OpenAI's chunk format, read from the generation thread's queue."""
+    reply = stream.reply
 
     def chunk(delta: dict, finish: str | None = None, usage: dict | None = None) -> str:
         data: dict[str, Any] = {
@@ -151,13 +249,11 @@ async def _sse(engine, messages, stop, gen, slots, rid, created, model_id, reque
             data["usage"] = usage
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
-    worker = threading.Thread(target=produce, daemon=True)
-    worker.start()
     try:
         yield chunk({"role": "assistant", "content": ""})
         while True:
-            item = await queue.get()
-            if item is done:
+            item = await stream.queue.get()
+            if item is stream.DONE:
                 break
             if isinstance(item, Exception):
                 err = {"error": {"message": str(item), "type": "server_error"}}
@@ -172,7 +268,7 @@ async def _sse(engine, messages, stop, gen, slots, rid, created, model_id, reque
         yield chunk({}, reply.finish_reason, usage)
         yield "data: [DONE]\n\n"
     finally:
-        cancel.set()  # client gone or finished: stop generating, the thread releases the slot
+        stream.cancel.set()  # client gone or finished: stop generating, the thread releases the slot
 
 
 def run(cfg: Config, host: str | None = None, port: int | None = None) -> int:

@@ -1,8 +1,10 @@
 """Batches: right-padded rows, or padding-free rows (samples concatenated, attention kept inside each sample).
 
-Data layer, last step of the flow. Padding-free rows carry `position_ids` restarting at 0 per sample and,
-for SDPA/eager attention, an explicit 4D block-diagonal causal mask: on CPU SDPA, restarting
-position_ids alone does NOT stop attention from crossing samples (measured, see DESIGN.md).
+Data layer, last step of the flow. Padding-free rows carry `position_ids` restarting at 0 per sample and
+one of: an explicit 4D block-diagonal causal mask (any attention; on CPU SDPA, restarting position_ids alone
+does NOT stop attention from crossing samples, see DESIGN.md), or the samples' boundaries as
+`cu_seq_lens_q/k` for an attention that runs per sample (`varlen`, see trainer.packed_sdpa_forward; T^2 -> sum
+of L_i^2 attention work), or nothing more (flash-attention 2 finds the boundaries from position_ids).
 """
 
 from __future__ import annotations
@@ -54,9 +56,11 @@ def block_causal_mask(lengths: list[int], dtype: Any) -> Any:
 
 @dataclass
 class PaddingFreeCollator:
-    """One row per batch. `flash` (flash-attention 2 on GPU) uses position_ids alone: it finds the boundaries."""
+    """One row per batch. `flash` (flash-attention 2 on GPU) uses position_ids alone: it finds the boundaries.
+    `varlen`: the boundaries as flash-attention's `cu_seq_lens_q/k` and `max_length_q/k`, no 4D mask."""
 
     flash: bool = False
+    varlen: bool = False
 
     def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, Any]:
         import torch
@@ -78,7 +82,13 @@ class PaddingFreeCollator:
             "labels": torch.tensor([labels], dtype=torch.long),
             "position_ids": torch.tensor([pos], dtype=torch.long),
         }
-        if not self.flash:
+        if self.varlen:
+            cu = torch.zeros(len(lengths) + 1, dtype=torch.int32)
+            cu[1:] = torch.tensor(lengths).cumsum(0)
+            batch.update(
+                cu_seq_lens_q=cu, cu_seq_lens_k=cu, max_length_q=max(lengths), max_length_k=max(lengths)
+            )
+        elif not self.flash:
             batch["attention_mask"] = block_causal_mask(lengths, torch.float32)
         return batch
 

@@ -219,16 +219,29 @@ class DataBundle:
     padding_free: bool
 
 
-def prepare_datasets(cfg: Any, tokenizer: Any, template: Any) -> DataBundle:
-    """Training and evaluation sets from the config: load, split, tokenize (cached), optionally pack."""
-    from .collate import pack_groups
-
+def load_split(cfg: Any) -> tuple[list[Conversation], list[Conversation]]:
+    """The (train, eval) conversations the config names: read, checked, split. No tokenizer needed, so bad
+    data is reported before a model is loaded or downloaded."""
     if cfg.eval_datasets and cfg.val_size:  # the val_size records would be neither trained nor evaluated
         raise DataError("set either val_size (a part of `dataset` held out) or eval_dataset, not both")
+    dataset_dir = Path(cfg.dataset_dir)
+    if not dataset_dir.is_dir() and any(not Path(n).exists() for n in cfg.datasets + cfg.eval_datasets):
+        raise DataError(f"dataset_dir {dataset_dir}: directory not found")
     convs, _ = load_conversations(cfg.datasets, cfg.dataset_dir, cfg.max_samples)
     train_convs, val_convs = split(convs, cfg.val_size, cfg.seed)
     if cfg.eval_datasets:
         val_convs, _ = load_conversations(cfg.eval_datasets, cfg.dataset_dir, cfg.max_samples)
+    return train_convs, val_convs
+
+
+def prepare_datasets(
+    cfg: Any, tokenizer: Any, template: Any, conversations: tuple[list, list] | None = None
+) -> DataBundle:
+    """Training and evaluation sets from the config: load, split (or take `load_split`'s result), tokenize
+    (cached), optionally pack."""
+    from .collate import pack_groups
+
+    train_convs, val_convs = conversations if conversations is not None else load_split(cfg)
     kw = dict(
         cutoff_len=cfg.cutoff_len,
         train_on_prompt=cfg.train_on_prompt,

@@ -30,6 +30,13 @@ def _text(path: Path) -> str:
         ) from None
 
 
+def _unparsable(path: Path, exc: Exception, line: int | None = None) -> DataError:
+    """JSON that is well-formed but beyond what Python reads: a number over 4300 digits, nesting too deep."""
+    where = f" at line {line}" if line else ""
+    reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(";")[0]
+    return DataError(f"{path}: cannot read the JSON{where}: {reason}")
+
+
 def read_json(path: Path) -> list[Any]:
     text = _text(path)
     if not text.strip():
@@ -40,6 +47,8 @@ def read_json(path: Path) -> list[Any]:
         if exc.msg == "Extra data" and text.lstrip().startswith("{"):
             return read_jsonl(path, text)  # a .json file that holds JSON lines
         raise json_error(path, text, exc) from None
+    except (ValueError, RecursionError) as exc:
+        raise _unparsable(path, exc) from None
     if isinstance(data, dict):
         for value in data.values():  # {"train": [...]}-style wrappers are common
             if isinstance(value, list) and len(data) == 1:
@@ -62,12 +71,18 @@ def read_jsonl(path: Path, text: str | None = None) -> list[Any]:
             records.append(json.loads(line))
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}: invalid JSON at line {lineno}, column {exc.colno}: {exc.msg}") from None
+        except (ValueError, RecursionError) as exc:
+            raise _unparsable(path, exc, lineno) from None
     return records
 
 
 def read_csv(path: Path) -> list[Any]:
     text = _text(path)
-    return [dict(row) for row in csv.DictReader(text.splitlines())]
+    reader = csv.DictReader(text.splitlines())
+    try:
+        return [dict(row) for row in reader]
+    except csv.Error as exc:  # e.g. a field over the csv module's size limit (128 KiB)
+        raise DataError(f"{path}: cannot read as CSV at line {reader.line_num}: {exc}") from None
 
 
 def read_parquet(path: Path) -> list[Any]:

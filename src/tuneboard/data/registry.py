@@ -91,6 +91,9 @@ def read_registry(dataset_dir: str | Path) -> dict[str, dict[str, Any]]:
         info = json.loads(text)
     except json.JSONDecodeError as exc:
         raise json_error(path, text, exc) from None
+    except (ValueError, RecursionError) as exc:  # a number over 4300 digits, nesting too deep
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(";")[0]
+        raise DataError(f"{path}: cannot read the JSON: {reason}") from None
     if not isinstance(info, dict):
         raise DataError(
             f"{path}: expected an object mapping dataset names to entries, got {type(info).__name__}"
