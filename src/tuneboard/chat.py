@@ -65,10 +65,26 @@ class _Cancel:
         return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
 
+def check_vllm() -> None:
+    """`infer_backend: vllm` needs vLLM (CUDA machines); until its engine lands, say so plainly."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        raise TuneboardError(
+            "infer_backend: vllm needs the vllm package, which runs on CUDA GPUs (pip install vllm); "
+            "use infer_backend: huggingface on this machine"
+        )
+    raise TuneboardError(
+        "infer_backend: vllm is not supported by this version of tuneboard yet; use infer_backend: huggingface"
+    )
+
+
 class ChatEngine:
     def __init__(self, cfg: Config, loaded: Any = None) -> None:
         from .model.load import load_for_inference, stop_token_ids
 
+        if cfg.infer_backend == "vllm":
+            check_vllm()
         self.cfg = cfg
         self.loaded = loaded or load_for_inference(cfg)
         self.model, self.tokenizer, self.template = (

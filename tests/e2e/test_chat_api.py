@@ -156,3 +156,11 @@ def test_queue_bound_answers_429(engine):
     assert busy.status_code == 429 and busy.headers["retry-after"]
     assert busy.json()["error"]["type"] == "rate_limit_error"
     assert isinstance(httpx.Response, type)
+
+
+def test_vllm_backend_gives_a_clear_error(capsys):
+    from tuneboard.chat import ChatEngine
+    from tuneboard.errors import TuneboardError
+
+    with pytest.raises(TuneboardError, match="vllm"):
+        ChatEngine(Config(infer_backend="vllm"))
