@@ -354,6 +354,7 @@ def end_process_group() -> None:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # every rank done with its files before the group goes away
         dist.destroy_process_group()
 
 
