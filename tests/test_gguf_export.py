@@ -184,15 +184,22 @@ def test_llama3_rope_scaling_writes_rope_freqs(tmp_path, tiny):
     assert _field(r, "llama.rope.freq_base") == pytest.approx(500000.0)
 
 
-def test_plain_byte_level_tokenizer_is_gpt2(tmp_path, tiny):
-    """The builtin tokenizer.json as written (plain ByteLevel, GPT-2 regex) maps to llama.cpp's 'gpt-2'."""
+def test_builtin_tokenizer_file_is_qwen2(tmp_path, tiny):
+    """The builtin tokenizer.json as written (Qwen2 regex, then ByteLevel) maps to llama.cpp's 'qwen2'."""
     from transformers import PreTrainedTokenizerFast
 
     model, _, d = tiny
     tok = PreTrainedTokenizerFast(tokenizer_file=str(Path(d) / "tokenizer.json"), eos_token="<|im_end|>")
     r = gguf.GGUFReader(write_gguf(model, tok, get_template("chatml"), tmp_path / "t.gguf", "f16"))
-    assert _field(r, "tokenizer.ggml.pre") == "gpt-2"
+    assert _field(r, "tokenizer.ggml.pre") == "qwen2"
     assert "tokenizer.chat_template" not in r.fields  # this tokenizer has none
+
+
+def test_plain_byte_level_is_gpt2():
+    """A plain ByteLevel pre-tokenizer splits with the GPT-2 regex; with a prefix space it is something else."""
+    assert _pre_tokenizer({"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}, "qwen2") == "gpt-2"
+    with pytest.warns(UserWarning, match="unrecognised"):
+        assert _pre_tokenizer({"type": "ByteLevel", "add_prefix_space": True}, "qwen2") == "qwen2"
 
 
 def test_unknown_pre_tokenizer_warns():

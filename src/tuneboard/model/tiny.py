@@ -18,7 +18,7 @@ from ..errors import TuneboardError
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 TEMPLATE = "chatml"
-BUILD_VERSION = "1"
+BUILD_VERSION = "2"  # 2: Qwen2 pre-tokenizer, tokenizer re-saved as transformers loads it
 
 
 @dataclass(frozen=True)
@@ -76,13 +76,21 @@ def corpus_texts(data_dir: Path | None = None) -> list[str]:
 
 
 def train_tokenizer(texts: list[str], vocab_size: int):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
     from ..data.templates import get_template, to_jinja
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # the pre-tokenizer transformers' Qwen2Tokenizer applies on load (digits one by one), so the merges are
+    # learned on the same pieces the model will see
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -107,7 +115,7 @@ def train_tokenizer(texts: list[str], vocab_size: int):
 def build(out_dir: Path, spec: TinySpec = TinySpec()) -> Path:
     """Write a complete HF model directory (safetensors, tokenizer, chat template, generation config)."""
     import torch
-    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+    from transformers import AutoTokenizer, GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
     tokenizer = train_tokenizer(corpus_texts(), spec.vocab_size)
     config = Qwen2Config(
@@ -132,6 +140,9 @@ def build(out_dir: Path, spec: TinySpec = TinySpec()) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+    # round trip through AutoTokenizer: tokenizer.json on disk is then exactly what training loads, so tools
+    # that read the file directly (the light tokenizer of `data check`) tokenize the same way
+    AutoTokenizer.from_pretrained(out_dir).save_pretrained(out_dir)
     (out_dir / "tuneboard_tiny.json").write_text(json.dumps({**asdict(spec), "template": TEMPLATE}, indent=2))
     return out_dir
 
