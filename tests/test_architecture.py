@@ -30,6 +30,7 @@ LAYERS = [
     ("evaluate.py", 3),
     ("metrics.py", 3),
     ("chat.py", 3),
+    ("vllm_engine.py", 3),
     ("export.py", 3),
     ("gguf_export.py", 3),
     ("ollama.py", 3),

@@ -197,7 +197,10 @@ def test_builtin_tokenizer_file_is_qwen2(tmp_path, tiny):
 
 def test_plain_byte_level_is_gpt2():
     """A plain ByteLevel pre-tokenizer splits with the GPT-2 regex; with a prefix space it is something else."""
-    assert _pre_tokenizer({"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}, "qwen2") == "gpt-2"
+    assert (
+        _pre_tokenizer({"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}, "qwen2")
+        == "gpt-2"
+    )
     with pytest.warns(UserWarning, match="unrecognised"):
         assert _pre_tokenizer({"type": "ByteLevel", "add_prefix_space": True}, "qwen2") == "qwen2"
 

@@ -65,26 +65,30 @@ class _Cancel:
         return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
 
-def check_vllm() -> None:
-    """`infer_backend: vllm` needs vLLM (CUDA machines); until its engine lands, say so plainly."""
-    import importlib.util
+def generation_kwargs(cfg: Config, **overrides: Any) -> dict[str, Any]:
+    """The config's generation settings with per-request overrides; greedy when temperature is 0."""
+    kw = {k: getattr(cfg, k) for k in GEN_KEYS}
+    kw.update({k: v for k, v in overrides.items() if v is not None and k in (*GEN_KEYS, "min_new_tokens")})
+    if kw.get("temperature") == 0 or not kw["do_sample"]:
+        kw["do_sample"] = False
+        for k in ("temperature", "top_p", "top_k"):
+            kw.pop(k, None)
+    return kw
 
-    if importlib.util.find_spec("vllm") is None:
-        raise TuneboardError(
-            "infer_backend: vllm needs the vllm package, which runs on CUDA GPUs (pip install vllm); "
-            "use infer_backend: huggingface on this machine"
-        )
-    raise TuneboardError(
-        "infer_backend: vllm is not supported by this version of tuneboard yet; use infer_backend: huggingface"
-    )
+
+def make_engine(cfg: Config) -> Any:
+    """The engine `infer_backend` asks for: ChatEngine (transformers) or VllmEngine (same interface)."""
+    if cfg.infer_backend == "vllm":
+        from .vllm_engine import VllmEngine
+
+        return VllmEngine(cfg)
+    return ChatEngine(cfg)
 
 
 class ChatEngine:
     def __init__(self, cfg: Config, loaded: Any = None) -> None:
         from .model.load import load_for_inference, stop_token_ids
 
-        if cfg.infer_backend == "vllm":
-            check_vllm()
         self.cfg = cfg
         self.loaded = loaded or load_for_inference(cfg)
         self.model, self.tokenizer, self.template = (
@@ -97,15 +101,7 @@ class ChatEngine:
         self.name = cfg.model_name_or_path
 
     def generation_kwargs(self, **overrides: Any) -> dict[str, Any]:
-        kw = {k: getattr(self.cfg, k) for k in GEN_KEYS}
-        kw.update(
-            {k: v for k, v in overrides.items() if v is not None and k in (*GEN_KEYS, "min_new_tokens")}
-        )
-        if kw.get("temperature") == 0 or not kw["do_sample"]:
-            kw["do_sample"] = False
-            for k in ("temperature", "top_p", "top_k"):
-                kw.pop(k, None)
-        return kw
+        return generation_kwargs(self.cfg, **overrides)
 
     def encode(self, messages: list[dict[str, str]], system: str | None = None) -> list[int]:
         conv = to_conversation(messages, system)
@@ -159,12 +155,12 @@ class ChatEngine:
             try:
                 for piece in streamer:
                     text += piece
-                    cut = _first_stop(text, stop)
+                    cut = first_stop(text, stop)
                     if cut is not None:
                         text = text[:cut]
                         stopper.flag.set()
                     # hold back a tail that could be the start of a stop string
-                    safe = len(text) if cut is not None else len(text) - _partial_stop(text, stop)
+                    safe = len(text) if cut is not None else len(text) - partial_stop(text, stop)
                     if safe > emitted:
                         yield text[emitted:safe]
                         emitted = safe
@@ -181,7 +177,7 @@ class ChatEngine:
             reply.completion_tokens = streamer.count
             if cancel is not None and cancel.is_set():
                 reply.finish_reason = "cancelled"
-            elif streamer.count >= kw["max_new_tokens"] and _first_stop(text, stop) is None:
+            elif streamer.count >= kw["max_new_tokens"] and first_stop(text, stop) is None:
                 reply.finish_reason = "length"
 
     def chat(self, messages: list[dict[str, str]], system: str | None = None, **gen: Any) -> Reply:
@@ -191,12 +187,12 @@ class ChatEngine:
         return reply
 
 
-def _first_stop(text: str, stop: list[str] | None) -> int | None:
+def first_stop(text: str, stop: list[str] | None) -> int | None:
     hits = [text.find(s) for s in stop or () if s and s in text]
     return min(hits) if hits else None
 
 
-def _partial_stop(text: str, stop: list[str] | None) -> int:
+def partial_stop(text: str, stop: list[str] | None) -> int:
     """Length of the longest text suffix that is a proper prefix of a stop string."""
     best = 0
     for s in stop or ():

@@ -12,11 +12,11 @@ from .config import Config
 
 
 def run(cfg: Config, stdin=None, stdout=None) -> int:
-    from .chat import ChatEngine
+    from .chat import make_engine
 
     stdin = stdin or sys.stdin
     out = stdout or sys.stdout
-    engine = ChatEngine(cfg)
+    engine = make_engine(cfg)
     interactive = stdin.isatty()
     history: list[dict[str, str]] = []
     system = cfg.default_system

@@ -33,6 +33,10 @@ class Config:
     flash_attn: str = "auto"
     infer_backend: str = "huggingface"
     infer_dtype: str = "auto"
+    vllm_maxlen: int = 4096
+    vllm_gpu_util: float = 0.9
+    vllm_enforce_eager: bool = False
+    vllm_max_lora_rank: int = 32
     # method
     stage: str = "sft"
     do_train: bool = True
@@ -164,6 +168,8 @@ POSITIVE = {
     "save_steps",
     "max_new_tokens",
     "num_beams",
+    "vllm_maxlen",
+    "vllm_max_lora_rank",
 }
 NON_NEGATIVE = {
     "learning_rate",
@@ -296,6 +302,10 @@ def _validate(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}: 'val_size' is a fraction below 1 or a whole number of records")
     if cfg.top_p > 1:
         raise ConfigError(f"{where}: 'top_p' must be at most 1, got {cfg.top_p}")
+    if not 0 < cfg.vllm_gpu_util <= 1:
+        raise ConfigError(
+            f"{where}: 'vllm_gpu_util' is a fraction of GPU memory in (0, 1], got {cfg.vllm_gpu_util}"
+        )
     if cfg.quantization_bit not in (None, 4, 8):
         raise ConfigError(f"{where}: 'quantization_bit' must be 4 or 8, got {cfg.quantization_bit}")
     if cfg.bf16 and cfg.fp16:

@@ -158,9 +158,12 @@ def test_queue_bound_answers_429(engine):
     assert isinstance(httpx.Response, type)
 
 
-def test_vllm_backend_gives_a_clear_error(capsys):
-    from tuneboard.chat import ChatEngine
+def test_vllm_backend_gives_a_clear_error(monkeypatch):
+    import importlib.util
+
+    from tuneboard.chat import make_engine
     from tuneboard.errors import TuneboardError
 
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)  # vllm not installed
     with pytest.raises(TuneboardError, match="vllm"):
-        ChatEngine(Config(infer_backend="vllm"))
+        make_engine(Config(infer_backend="vllm"))

@@ -274,7 +274,7 @@ async def _sse(stream: _Stream, rid, created, model_id):
 def run(cfg: Config, host: str | None = None, port: int | None = None) -> int:
     import uvicorn
 
-    from ..chat import ChatEngine
+    from ..chat import make_engine
 
     host = host or os.environ.get("API_HOST", "127.0.0.1")
     port = int(port or os.environ.get("API_PORT", DEFAULT_PORT))
@@ -284,7 +284,7 @@ def run(cfg: Config, host: str | None = None, port: int | None = None) -> int:
             f"warning: serving on {host} without API_KEY: anyone who can reach it can use the model",
             file=sys.stderr,
         )
-    engine = ChatEngine(cfg)
+    engine = make_engine(cfg)
     app = create_app(engine, api_key=api_key)
     print(f"tuneboard API on http://{host}:{port}/v1 (model {engine.name})", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -26,12 +26,12 @@ class Loaded:
         self.lock = threading.Lock()
 
     def load(self, settings: dict[str, Any], hub: str) -> None:
-        from ..chat import ChatEngine
+        from ..chat import make_engine
 
         cfg, _ = from_dict({**settings, "do_train": False}, where="web UI")
         with self.lock, with_hub(hub):
             self.engine = None  # free the previous model first
-            self.engine = ChatEngine(cfg)
+            self.engine = make_engine(cfg)
             self.desc = " + ".join(x for x in (cfg.model_name_or_path, cfg.adapter_name_or_path) if x)
 
     def unload(self) -> None:

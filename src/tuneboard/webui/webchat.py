@@ -117,8 +117,8 @@ def build(engine: Any) -> tuple[gr.Blocks, gr.I18n]:
 
 
 def run(cfg: Config, host: str | None = None, port: int | None = None) -> int:
-    from ..chat import ChatEngine
+    from ..chat import make_engine
 
-    engine = ChatEngine(cfg)
+    engine = make_engine(cfg)
     demo, i18n = build(engine)
     return launch(demo, host, port, "tuneboard webchat", i18n=i18n)
