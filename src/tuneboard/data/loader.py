@@ -6,6 +6,7 @@ Data layer entry point used by train, evaluate and the `data` commands.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -114,7 +115,11 @@ class TokenizedSet:
         lengths = [len(x) for x in enc["input_ids"]]
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        flat = lambda rows: np.fromiter((t for r in rows for t in r), dtype=np.int32, count=int(offsets[-1]))  # noqa: E731
+        total = int(offsets[-1])
+
+        def flat(rows: list[list[int]]) -> np.ndarray:
+            return np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int32, count=total)
+
         return cls(flat(enc["input_ids"]), flat(enc["labels"]), offsets, stats)
 
     def save(self, path: Path) -> None:

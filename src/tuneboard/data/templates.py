@@ -8,6 +8,7 @@ official chat template character for character (deviations are listed in each te
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -17,9 +18,21 @@ from .formats import ASSISTANT, FUNCTION, OBSERVATION, PROMPT_ROLES, USER, Conve
 _PLACEHOLDER = re.compile(r"\{(content|system|eos)\}")
 
 
+@functools.lru_cache(maxsize=256)
+def _pieces(fmt: str) -> tuple[str, ...]:
+    """fmt split at its placeholders: literal, name, literal, name, ..., literal."""
+    return tuple(_PLACEHOLDER.split(fmt))
+
+
 def substitute(fmt: str, **values: str) -> str:
     """Fill `{content}`, `{system}`, `{eos}` in one pass, so text that itself contains braces is never re-filled."""
-    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), fmt)
+    pieces = _pieces(fmt)
+    out = [pieces[0]]
+    for i in range(1, len(pieces), 2):
+        name = pieces[i]
+        out.append(values[name] if name in values else "{" + name + "}")
+        out.append(pieces[i + 1])
+    return "".join(out)
 
 
 @dataclass(frozen=True)

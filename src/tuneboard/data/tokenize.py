@@ -133,15 +133,18 @@ def encode(
         meta = metas[k]
         last_turn = max((t for _, t in meta), default=0)
         labels: list[int] = []
-        turns: list[int] = []
+        n_trained = 0
         for (a, b), (train, turn) in zip(seg_tokens, meta, strict=True):
-            trained = (train or (train_on_prompt and turn >= 0)) and not (mask_history and turn != last_turn)
-            labels += ids[a:b] if trained else [IGNORE] * (b - a)
-            turns += [turn] * (b - a)
+            if (train or (train_on_prompt and turn >= 0)) and not (mask_history and turn != last_turn):
+                labels += ids[a:b]
+                n_trained += b - a
+            else:
+                labels += [IGNORE] * (b - a)
         if len(ids) > cutoff_len:
+            turns = [turn for (a, b), (_, turn) in zip(seg_tokens, meta, strict=True) for _ in range(b - a)]
             ids, labels = _truncate(list(ids), labels, turns, cutoff_len)
+            n_trained = len(labels) - labels.count(IGNORE)
             stats.truncated += 1
-        n_trained = sum(1 for lab in labels if lab != IGNORE)
         if n_trained == 0:
             stats.dropped_no_target += 1
             if len(stats.dropped_examples) < 5:
