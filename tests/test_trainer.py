@@ -87,3 +87,34 @@ def test_packed_attention_padding_free_equals_padded():
     assert torch.allclose(g_p, g_f, atol=1e-5)
     loss_p2, _, g_p2 = run(padded)
     assert abs(loss_p2 - loss_p) < 1e-5 and torch.allclose(g_p2, g_p, atol=1e-5)
+
+
+def test_group_by_length_pads_less(model, tmp_path):
+    """group_by_length: the same samples, each seen once per epoch, in batches of similar lengths."""
+    from transformers import AutoTokenizer
+
+    from tuneboard.config import Config
+    from tuneboard.data.loader import DataBundle, TokenizedSet
+    from tuneboard.data.tokenize import EncodeStats
+    from tuneboard.model import tiny
+    from tuneboard.train import training_args
+    from tuneboard.trainer import SFTTrainer
+
+    g = torch.Generator().manual_seed(0)
+    rows = [list(range(10, 10 + int(n))) for n in torch.randint(4, 300, (96,), generator=g)]
+    data = TokenizedSet.from_lists({"input_ids": rows, "labels": rows}, EncodeStats())
+    tok = AutoTokenizer.from_pretrained(tiny.ensure())
+    padding, seen = {}, {}
+    for grouped in (False, True):
+        cfg = Config(
+            output_dir=str(tmp_path / str(grouped)), per_device_train_batch_size=8, group_by_length=grouped
+        )
+        trainer = SFTTrainer(
+            model, training_args(cfg, "fp32", False), DataBundle(data, None, "chatml", False), tok, cfg
+        )
+        batches = list(trainer.get_train_dataloader())
+        mask = [b["attention_mask"] for b in batches]
+        padding[grouped] = 1 - sum(int(m.sum()) for m in mask) / sum(m.numel() for m in mask)
+        seen[grouped] = sorted(int(n) for m in mask for n in m.sum(dim=1))
+    assert seen[True] == seen[False] == sorted(len(r) for r in rows)
+    assert padding[True] < 0.6 * padding[False], padding  # HF groups within megabatches: some padding stays

@@ -62,6 +62,7 @@ class Config:
     preprocessing_num_workers: int | None = None
     packing: bool = False
     padding_free: bool = False
+    group_by_length: bool = False
     train_on_prompt: bool = False
     mask_history: bool = False
     default_system: str | None = None

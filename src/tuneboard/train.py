@@ -235,6 +235,10 @@ def training_args(cfg: Config, precision: str, has_eval: bool) -> Any:
         ddp_backend="gloo" if cpu_ddp or (cfg.use_cpu and world_size() > 1) else None,
         seed=cfg.seed,
         data_seed=cfg.seed,
+        # batches of similar lengths pad less; a padding-free batch has no padding to save
+        train_sampling_strategy=(
+            "group_by_length" if cfg.group_by_length and not (cfg.packing or cfg.padding_free) else "random"
+        ),
         ddp_timeout=cfg.ddp_timeout,
         dataloader_num_workers=cfg.dataloader_num_workers,
         deepspeed=cfg.deepspeed,

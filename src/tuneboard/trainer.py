@@ -143,6 +143,17 @@ class SFTTrainer(Trainer):
         for cb in (JsonlLogger(args.output_dir, self.counter), ProgressBar(), self.interrupt):
             self.add_callback(cb)
 
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        """group_by_length: the Trainer's LengthGroupedSampler, given the lengths our dataset already knows
+        (the Trainer would otherwise read every sample once to find them)."""
+        ds = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy == "group_by_length" and hasattr(ds, "lengths"):
+            from transformers.trainer_pt_utils import LengthGroupedSampler
+
+            size = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            return LengthGroupedSampler(size, lengths=ds.lengths().tolist())
+        return super()._get_train_sampler(train_dataset)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if model.training:
             mask = inputs.get("attention_mask")
