@@ -12,6 +12,7 @@ from pathlib import Path
 
 SEED = 20240814
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+N_TRIAGE_TRAIN = 402
 
 # --------------------------------------------------------------------------- identity
 
@@ -596,10 +597,19 @@ def check_triage(train: list[dict], test: list[dict]) -> None:
 
 
 def main() -> None:
+    import argparse
+
+    global DATA_DIR  # write_json writes here
+
+    ap = argparse.ArgumentParser(description="Write the bundled demo data (deterministic).")
+    ap.add_argument("--out", type=Path, default=DATA_DIR)
+    ap.add_argument("--triage-train", type=int, default=N_TRIAGE_TRAIN)
+    a = ap.parse_args()
+    DATA_DIR = a.out
     rng = random.Random(SEED)
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     identity = make_identity()
-    train, test = make_triage(rng, 402, 102)
+    train, test = make_triage(rng, a.triage_train, 102)
     check_triage(train, test)
     sharegpt = make_sharegpt(rng)
     write_json("identity.json", identity)

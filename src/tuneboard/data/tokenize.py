@@ -135,7 +135,8 @@ def encode(
         labels: list[int] = []
         n_trained = 0
         for (a, b), (train, turn) in zip(seg_tokens, meta, strict=True):
-            if (train or (train_on_prompt and turn >= 0)) and not (mask_history and turn != last_turn):
+            # train_on_prompt trains every token, system and prefix included (as LLaMA-Factory does)
+            if (train or train_on_prompt) and not (mask_history and turn != last_turn):
                 labels += ids[a:b]
                 n_trained += b - a
             else:
