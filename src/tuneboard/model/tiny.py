@@ -18,7 +18,7 @@ from ..errors import TuneboardError
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 TEMPLATE = "chatml"
-BUILD_VERSION = "2"  # 2: Qwen2 pre-tokenizer, tokenizer re-saved as transformers loads it
+BUILD_VERSION = "4"  # 2: Qwen2 pre-tokenizer, re-saved as transformers loads it; 4: punctuation apart
 
 
 @dataclass(frozen=True)
@@ -83,14 +83,15 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     from ..data.templates import get_template, to_jinja
 
     tok = Tokenizer(models.BPE())
-    # the pre-tokenizer transformers' Qwen2Tokenizer applies on load (digits one by one), so the merges are
-    # learned on the same pieces the model will see
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
+    qwen2 = [
+        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ]
+    # Learn merges with punctuation on its own: Qwen2's regex lets one punctuation mark lead a run of letters
+    # ("，我摔了一跤"), and on this small corpus BPE would otherwise learn one token per punctuation + phrase
+    # pair, so the same phrase would reach the model as different tokens after "，" and after "："
+    punct = Regex(r"[^\s\p{L}\p{N}]")
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(punct, behavior="isolated"), *qwen2])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -100,6 +101,8 @@ def train_tokenizer(texts: list[str], vocab_size: int):
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
+    # encoding uses the pre-tokenizer transformers' Qwen2Tokenizer applies on load (digits one by one)
+    tok.pre_tokenizer = pre_tokenizers.Sequence(qwen2)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",
