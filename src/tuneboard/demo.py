@@ -38,8 +38,10 @@ plot_loss: true
 overwrite_output_dir: true
 
 ### train
+# builtin:tiny starts from random weights: at 3e-3 it often stalls at the class prior on triage
 per_device_train_batch_size: 8
-learning_rate: 3.0e-3
+learning_rate: 5.0e-4
+weight_decay: 0.1
 num_train_epochs: 10
 lr_scheduler_type: cosine
 warmup_ratio: 0.05
