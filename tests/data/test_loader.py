@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -278,14 +279,16 @@ def test_prepare_packing(tmp_path, tiny_tokenizer, token_cache):
 
 @pytest.fixture
 def count_encodes(monkeypatch):
+    """Records tokenized, per chunk: in process (render_and_tokenize) or in a worker pool (encode)."""
     calls = []
-    real = loader.encode
+    for name in ("encode", "render_and_tokenize"):
+        real = getattr(loader, name)
 
-    def counting(convs, *a, **k):
-        calls.append(len(convs))
-        return real(convs, *a, **k)
+        def counting(convs, *a, real=real, **k):
+            calls.append(len(convs))
+            return real(convs, *a, **k)
 
-    monkeypatch.setattr(loader, "encode", counting)
+        monkeypatch.setattr(loader, name, counting)
     return calls
 
 
@@ -373,3 +376,19 @@ def test_tokenized_set_round_trip(tmp_path):
     back = TokenizedSet.load(tmp_path / "x.npz")
     assert [back[i] for i in range(2)] == [ts[i] for i in range(2)] and back.stats == ts.stats
     assert [p.name for p in tmp_path.iterdir()] == ["x.npz"]  # no temporary file left behind
+
+
+def test_rust_threads_are_lent_only_during_tokenization(tiny_tokenizer, token_cache, monkeypatch):
+    """The CLI disables tokenizers' thread pool (forked DataLoader workers); tokenize turns it on for its
+    batched calls and puts the setting back before anything can fork."""
+    seen = []
+    real = loader.render_and_tokenize
+
+    def spy(*a, **k):
+        seen.append(os.environ.get("TOKENIZERS_PARALLELISM"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(loader, "render_and_tokenize", spy)
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    tokenize(make_convs(3), QWEN, tiny_tokenizer, cutoff_len=128, use_cache=False)
+    assert seen == ["true"] and os.environ["TOKENIZERS_PARALLELISM"] == "false"

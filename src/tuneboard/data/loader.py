@@ -5,11 +5,13 @@ Data layer entry point used by train, evaluate and the `data` commands.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import os
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from ..errors import DataError
 from .formats import Conversation, default_tags, effective_columns, to_conversation
 from .readers import read_records
 from .registry import DatasetSpec, resolve
-from .tokenize import EncodeStats, encode
+from .tokenize import EncodeStats, build_labels, encode, render_and_tokenize
 
 CACHE_VERSION = "1"
 
@@ -161,6 +163,36 @@ def _encode_chunk(args: tuple) -> tuple[dict[str, list[list[int]]], EncodeStats]
     return encode(convs, template, tokenizer, **kwargs)
 
 
+@contextlib.contextmanager
+def _rust_threads() -> Iterator[None]:
+    """Let the Rust tokenizer use every core for the duration (the CLI turns it off globally so forked
+    DataLoader workers do not inherit a thread pool); restored afterwards, before anything forks."""
+    before = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "true"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TOKENIZERS_PARALLELISM"]
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = before
+
+
+def _encode_pipelined(jobs: list[tuple]) -> list[tuple[dict[str, list[list[int]]], EncodeStats]]:
+    """Chunks in order, the next chunk's render + Rust tokenization running in a thread while this process
+    builds the labels of the current one (one chunk ahead, so memory stays bounded)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    results = []
+    with _rust_threads(), ThreadPoolExecutor(1) as pool:
+        ahead = pool.submit(render_and_tokenize, *jobs[0][:3]) if jobs else None
+        for i, (convs, _, _, settings) in enumerate(jobs):
+            stage1 = ahead.result()
+            ahead = pool.submit(render_and_tokenize, *jobs[i + 1][:3]) if i + 1 < len(jobs) else None
+            results.append(build_labels(convs, stage1, **settings))
+    return results
+
+
 def tokenize(
     convs: list[Conversation],
     template: Any,
@@ -187,7 +219,7 @@ def tokenize(
         with mp.get_context("fork").Pool(min(num_workers, len(jobs))) as pool:
             results = pool.map(_encode_chunk, jobs)
     else:
-        results = [_encode_chunk(j) for j in jobs]
+        results = _encode_pipelined(jobs)
     merged: dict[str, list[list[int]]] = {"input_ids": [], "labels": []}
     stats = EncodeStats()
     for enc, st in results:

@@ -43,10 +43,9 @@ def _spans(template: Any, conv: Conversation) -> tuple[str, list[int], list[tupl
     return "".join(parts), starts, meta
 
 
-def _segment_tokens(enc: Any, starts: list[int], n_chars: int) -> list[tuple[int, int]] | None:
-    """Token range of each segment: a token belongs to the segment holding its first character.
-    Found from the segment boundaries alone (a few lookups per record, not one per token)."""
-    n = len(enc.ids)
+def _segment_tokens(enc: Any, starts: list[int], n_chars: int, n: int) -> list[tuple[int, int]] | None:
+    """Token range of each segment (n tokens in all): a token belongs to the segment holding its first
+    character. Found from the segment boundaries alone (a few lookups per record, not one per token)."""
     bounds = []
     for s in starts:
         if s >= n_chars:
@@ -59,7 +58,7 @@ def _segment_tokens(enc: Any, starts: list[int], n_chars: int) -> list[tuple[int
             t += 1
         bounds.append(t)
     bounds.append(n)
-    return [(bounds[i], max(bounds[i], bounds[i + 1])) for i in range(len(starts))]
+    return [(a, b if b > a else a) for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 def _tokenize(tokenizer: Any, texts: list[str], starts: list[list[int]]) -> list[tuple[list[int], list]]:
@@ -69,8 +68,9 @@ def _tokenize(tokenizer: Any, texts: list[str], starts: list[list[int]]) -> list
         encs = backend.encode_batch(texts, add_special_tokens=False)
         out = []
         for enc, text, st in zip(encs, texts, starts, strict=True):
-            ranges = _segment_tokens(enc, st, len(text))
-            out.append((enc.ids, ranges if ranges is not None else _ranges_from_offsets(enc.offsets, st)))
+            ids = enc.ids  # a new list on every access: read once
+            ranges = _segment_tokens(enc, st, len(text), len(ids))
+            out.append((ids, ranges if ranges is not None else _ranges_from_offsets(enc.offsets, st)))
         return out
     enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False)
     return [
@@ -110,6 +110,18 @@ def _truncate(
     return ids[lo:first] + ids[first:hi], labels[lo:first] + labels[first:hi]
 
 
+def render_and_tokenize(convs: list[Conversation], template: Any, tokenizer: Any) -> tuple[list, list]:
+    """Stage 1: render each conversation and tokenize the texts in one batched Rust call (which releases the
+    GIL, so loader.tokenize overlaps it with stage 2 of the previous chunk)."""
+    texts, starts, metas = [], [], []
+    for conv in convs:
+        text, st, meta = _spans(template, conv)
+        texts.append(text)
+        starts.append(st)
+        metas.append(meta)
+    return metas, _tokenize(tokenizer, texts, starts)
+
+
 def encode(
     convs: list[Conversation],
     template: Any,
@@ -119,17 +131,22 @@ def encode(
     mask_history: bool = False,
 ) -> tuple[dict[str, list[list[int]]], EncodeStats]:
     """Batch-encode conversations; records left with no trained token are dropped and counted."""
-    texts, starts, metas = [], [], []
-    for conv in convs:
-        text, st, meta = _spans(template, conv)
-        texts.append(text)
-        starts.append(st)
-        metas.append(meta)
+    stage1 = render_and_tokenize(convs, template, tokenizer)
+    return build_labels(convs, stage1, cutoff_len, train_on_prompt, mask_history)
+
+
+def build_labels(
+    convs: list[Conversation],
+    stage1: tuple[list, list],
+    cutoff_len: int,
+    train_on_prompt: bool = False,
+    mask_history: bool = False,
+) -> tuple[dict[str, list[list[int]]], EncodeStats]:
+    """Stage 2: labels from the segment token ranges, truncation, and the counts."""
+    metas, tokenized = stage1
     out: dict[str, list[list[int]]] = {"input_ids": [], "labels": []}
     stats = EncodeStats(records=len(convs))
-    for k, (conv, (ids, seg_tokens)) in enumerate(
-        zip(convs, _tokenize(tokenizer, texts, starts), strict=True)
-    ):
+    for k, (conv, (ids, seg_tokens)) in enumerate(zip(convs, tokenized, strict=True)):
         meta = metas[k]
         last_turn = max((t for _, t in meta), default=0)
         labels: list[int] = []
