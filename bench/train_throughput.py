@@ -156,9 +156,10 @@ def _capture_train(stats: dict) -> None:
     orig = transformers.Trainer.train
 
     def train(self, *args, **kwargs):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         output = orig(self, *args, **kwargs)
         stats["train_wall_s"] = time.perf_counter() - t
+        stats["train_cpu_s"] = time.process_time() - c  # all threads of the process
         stats["metrics"] = dict(output.metrics)
         stats["params"] = sum(p.numel() for p in self.model.parameters())
         stats["trainable"] = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
@@ -240,6 +241,7 @@ def run_one(python: str, tool: str, cfg: dict, workdir: Path, tag: str, env: dic
         "samples_per_s": m.get("train_samples_per_second"),
         "tokens_per_s": s["tokens"] / rt,
         "trained_tokens_per_s": s["labelled"] / rt,
+        "trained_tokens_per_cpu_s": s["labelled"] / s["train_cpu_s"],
         "padding_fraction": 1 - s["tokens"] / s["slots"],
         "peak_rss_mb": usage.ru_maxrss / 1024,  # Linux: kilobytes
         "train_loss": m.get("train_loss"),
@@ -268,6 +270,52 @@ HEADER = (
     f"{'run':<22} {'trained':>8} {'tokens':>8} {'smp/s':>6} {'pad':>7} {'RSS MB':>7} {'MFU':>6} "
     f"{'loss':>7} {'last':>7} {'time s':>7}\n{'':<22} {'tok/s':>8} {'tok/s':>8}"
 )
+
+
+def summarize(results: dict[str, list[dict]], peak: float, peaks: list[float], rounds: int) -> None:
+    def median(name: str, key: str) -> float:
+        return statistics.median(r[key] for r in results[name])
+
+    print(
+        f"\nmedians over {rounds} round(s); matmul peak {peak:.1f} GFLOP/s (best of {len(peaks)} measurements, "
+        f"median {statistics.median(peaks):.1f})"
+    )
+    print(HEADER)
+    for name in results:
+        keys = ("trained_tokens_per_s", "tokens_per_s", "samples_per_s", "padding_fraction", "peak_rss_mb")
+        med = {k: median(name, k) for k in (*keys, "train_loss", "runtime_s")}
+        last = [r["last_logged_loss"] for r in results[name] if r["last_logged_loss"] is not None]
+        med["last_logged_loss"] = statistics.median(last) if last else None
+        med["params"] = results[name][0]["params"]
+        print(fmt_row(name, med, peak), f" {median(name, 'trained_tokens_per_cpu_s'):.0f} trained tok/CPU-s")
+    first = next(iter(results.values()))[0]
+    load = os.getloadavg()
+    print(
+        f"\nN = {first['params'] / 1e6:.2f}M parameters ({first['trainable'] / 1e6:.3f}M trainable); "
+        f"{first['tokens']} tokens, {first['labelled']} labelled, {first['batches']} batches per epoch "
+        f"({next(iter(results))}); load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    lf = "LLaMA-Factory 0.9.5"
+    if lf not in results:
+        return
+    r0 = results[lf][0]
+    print(
+        f"LLaMA-Factory: {r0['tokens']} tokens, {r0['labelled']} labelled, gradient checkpointing "
+        f"{'on' if r0['gradient_checkpointing'] else 'off'}"
+    )
+    for name in results:
+        if name == lf:
+            continue
+        pairs = list(zip(results[name], results[lf], strict=False))
+
+        def ratio(key: str, pairs=pairs) -> float:
+            return statistics.median(t[key] / b[key] for t, b in pairs)
+
+        print(
+            f"{name} / LLaMA-Factory (median of {len(pairs)} pairs): trained tokens/s x{ratio('trained_tokens_per_s'):.2f}, "
+            f"tokens/s x{ratio('tokens_per_s'):.2f}, per CPU-second x{ratio('trained_tokens_per_cpu_s'):.2f}, "
+            f"train_loss {100 * (ratio('train_loss') - 1):+.1f}%, peak RSS x{ratio('peak_rss_mb'):.2f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -328,57 +376,17 @@ def main(argv: list[str] | None = None) -> int:
         for name, python, tool, extra in runs:
             slug = name.split()[0].lower() + ("-" + name.split()[1] if tool == "tb" else "")
             cfg = {**train_config(a, model, data, work / "out" / slug), **extra}
+            peaks.append(matmul_peak(a.threads, seconds=2.0))
             r = run_one(python, tool, cfg, work, f"{slug}-{rep}", env)
-            r["load1"] = os.getloadavg()[0]
+            r["load1"], r["peak_before"] = os.getloadavg()[0], peaks[-1]
             results[name].append(r)
-            print(fmt_row(f"{name} #{rep + 1}", r, peaks[0]), f" load {r['load1']:.1f}", flush=True)
+            print(fmt_row(f"{name} #{rep + 1}", r, max(peaks)), f" load {r['load1']:.1f}", flush=True)
             for w in r["warnings"]:
                 print(f"    {w.strip()[:160]}")
             if a.json:
-                print(json.dumps({"name": name, "rep": rep, **r}))
+                print(json.dumps({"name": name, "rep": rep, **r}), flush=True)
     peaks.append(matmul_peak(a.threads))
-    peak = max(peaks)
-    load1 = os.getloadavg()
-
-    def median(name: str, key: str) -> float:
-        return statistics.median(r[key] for r in results[name])
-
-    print(
-        f"\nmedians over {a.repeat} round(s); matmul peak {peak:.1f} GFLOP/s (runs: {peaks[0]:.1f}, {peaks[1]:.1f})"
-    )
-    print(HEADER)
-    for name in results:
-        keys = ("trained_tokens_per_s", "tokens_per_s", "samples_per_s", "padding_fraction", "peak_rss_mb")
-        med = {k: median(name, k) for k in (*keys, "train_loss", "runtime_s")}
-        last = [r["last_logged_loss"] for r in results[name] if r["last_logged_loss"] is not None]
-        med["last_logged_loss"] = statistics.median(last) if last else None
-        med["params"] = results[name][0]["params"]
-        print(fmt_row(name, med, peak))
-    first = results[runs[0][0]][0]
-    print(
-        f"\nN = {first['params'] / 1e6:.2f}M parameters ({first['trainable'] / 1e6:.3f}M trainable); "
-        f"{first['tokens']} tokens, {first['labelled']} labelled, {first['batches']} batches per epoch "
-        f"(tuneboard); load average at the end {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}"
-    )
-    lf = "LLaMA-Factory 0.9.5"
-    if lf in results:
-        r0 = results[lf][0]
-        print(
-            f"LLaMA-Factory: {r0['tokens']} tokens, {r0['labelled']} labelled, gradient checkpointing "
-            f"{'on' if r0['gradient_checkpointing'] else 'off'}"
-        )
-        for name in results:
-            if name == lf:
-                continue
-            pairs = list(zip(results[name], results[lf], strict=False))
-            ratio = statistics.median(t["trained_tokens_per_s"] / b["trained_tokens_per_s"] for t, b in pairs)
-            tok = statistics.median(t["tokens_per_s"] / b["tokens_per_s"] for t, b in pairs)
-            loss = statistics.median(t["train_loss"] / b["train_loss"] - 1 for t, b in pairs)
-            rss = statistics.median(t["peak_rss_mb"] / b["peak_rss_mb"] for t, b in pairs)
-            print(
-                f"{name} / LLaMA-Factory (median of pairs): trained tokens/s x{ratio:.2f}, tokens/s x{tok:.2f}, "
-                f"train_loss {100 * loss:+.1f}%, peak RSS x{rss:.2f}"
-            )
+    summarize(results, max(peaks), peaks, a.repeat)
     return 0
 
 
