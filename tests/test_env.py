@@ -88,3 +88,15 @@ def test_report_is_fast_and_skips_torch_without_gpu():
     inner, torch_loaded = out.stdout.split()
     assert torch_loaded == "False"
     assert wall < 2.0, f"report took {wall:.2f}s (in process {inner}s)"
+
+
+def test_cpu_bf16_from_cpuinfo_flags():
+    amd = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 fma\n\nprocessor\t: 1\nflags\t: fpu\n"
+    assert env.parse_cpuinfo(amd) == ("AMD EPYC", False)
+    sapphire = "model name : Intel Xeon Platinum 8480+\nflags : avx512f avx512_bf16 amx_bf16 amx_tile\n"
+    assert env.parse_cpuinfo(sapphire) == ("Intel Xeon Platinum 8480+", True)
+    graviton = "processor : 0\nFeatures : fp asimd sve bf16 i8mm\n"
+    assert env.parse_cpuinfo(graviton) == (None, True)
+    d = env.report()
+    d["cpu"]["bf16"] = False
+    assert "no native bf16" in env.format_report(d)

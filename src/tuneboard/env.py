@@ -43,21 +43,35 @@ def torch_build() -> dict:
     return out
 
 
+NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # x86 AVX-512 BF16 / AMX; Arm's "bf16" feature
+
+
+def parse_cpuinfo(text: str) -> tuple[str | None, bool]:
+    """(model name, native bf16 instructions) from /proc/cpuinfo text."""
+    model, flags = None, set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and model is None:
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = set(value.split())
+    return model, bool(flags & NATIVE_BF16_FLAGS)
+
+
 def cpu_info() -> dict:
-    model = platform.processor() or platform.machine()
+    model, bf16 = platform.processor() or platform.machine(), False
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
+            name, bf16 = parse_cpuinfo(f.read())
+        model = name or model
     except OSError:
         pass
     try:
         usable = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         usable = os.cpu_count() or 1
-    return {"model": model, "cores": os.cpu_count() or 1, "usable_cores": usable}
+    return {"model": model, "cores": os.cpu_count() or 1, "usable_cores": usable, "bf16": bf16}
 
 
 def memory_info() -> dict:
@@ -234,7 +248,7 @@ def format_report(d: dict) -> str:
     rows = [
         ("tuneboard", d.get("tuneboard") or "not installed"),
         ("Python", f"{d['python']} ({d['platform']})"),
-        ("CPU", f"{cpu['model']} ({cores})"),
+        ("CPU", f"{cpu['model']} ({cores}; {'native bf16' if cpu.get('bf16') else 'no native bf16'})"),
         ("RAM", f"{_gib(mem['total'])} total, {_gib(mem['available'])} available"),
         ("Disk", f"{_gib(disk['free'])} free of {_gib(disk['total'])} in {disk['path']}"),
     ]

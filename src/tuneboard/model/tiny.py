@@ -18,6 +18,7 @@ from ..errors import TuneboardError
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 TEMPLATE = "chatml"
+# the cache key sees the spec, the template and the corpus, not this code: bump on any change to the build
 BUILD_VERSION = "4"  # 2: Qwen2 pre-tokenizer, re-saved as transformers loads it; 4: punctuation apart
 
 
