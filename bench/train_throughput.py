@@ -338,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--variants",
         default="padded,padding_free",
-        help="tuneboard runs, comma-separated: padded, padding_free (none: only LLaMA-Factory)",
+        help="tuneboard runs, comma-separated: padded, padding_free, each optionally with +gc (gradient "
+        "checkpointing, as LLaMA-Factory does by default); none: only LLaMA-Factory",
     )
     ap.add_argument("--llamafactory", metavar="VENV", help="also run LLaMA-Factory from this virtual env")
     ap.add_argument("--repeat", type=int, default=1, help="rounds; each round runs every variant once")
@@ -356,9 +357,11 @@ def main(argv: list[str] | None = None) -> int:
     env.update(TOKENIZERS_PARALLELISM="false", DISABLE_VERSION_CHECK="1")
     runs: list[tuple[str, str, str, dict]] = []  # (name, python, tool, config overrides)
     for v in [v for v in a.variants.split(",") if v]:
-        if v not in ("padded", "padding_free"):
-            raise SystemExit(f"--variants: unknown '{v}' (padded, padding_free)")
-        runs.append((f"tuneboard {v}", sys.executable, "tb", {"padding_free": v == "padding_free"}))
+        batching, _, extra = v.partition("+")
+        if batching not in ("padded", "padding_free") or extra not in ("", "gc"):
+            raise SystemExit(f"--variants: unknown '{v}' (padded, padding_free, either with +gc)")
+        overrides = {"padding_free": batching == "padding_free", "gradient_checkpointing": extra == "gc"}
+        runs.append((f"tuneboard {v}", sys.executable, "tb", overrides))
     if a.llamafactory:
         runs.append(("LLaMA-Factory 0.9.5", str(Path(a.llamafactory) / "bin" / "python"), "lf", {}))
     if not runs:
