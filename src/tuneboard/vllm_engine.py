@@ -57,7 +57,13 @@ def engine_args(cfg: Config, model_dir: str, has_adapter: bool) -> dict[str, Any
 
 class VllmEngine:
     def __init__(self, cfg: Config, vllm: ModuleType | None = None) -> None:
-        from .model.load import load_tokenizer, pick_template, resolve_source, stop_token_ids
+        from .model.load import (
+            load_tokenizer,
+            pick_template,
+            resolve_source,
+            stop_token_ids,
+            trained_template,
+        )
 
         if cfg.quantization_bit:
             raise TuneboardError(
@@ -74,8 +80,6 @@ class VllmEngine:
         self.cfg = cfg
         self.name = cfg.model_name_or_path
         self.tokenizer = load_tokenizer(source.base_dir, cfg)
-        from .model.load import trained_template
-
         self.template = pick_template(
             cfg.template or trained_template(source), self.tokenizer, source.base_dir
         )
