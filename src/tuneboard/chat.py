@@ -85,7 +85,25 @@ def make_engine(cfg: Config) -> Any:
     return ChatEngine(cfg)
 
 
-class ChatEngine:
+class Engine:
+    """What ChatEngine and vllm_engine.VllmEngine share: the prompt encoding and the blocking chat call
+    (both subclasses define `stream`)."""
+
+    template: Any
+    tokenizer: Any
+
+    def encode(self, messages: list[dict[str, str]], system: str | None = None) -> list[int]:
+        text = self.template.prompt_text(to_conversation(messages, system))
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def chat(self, messages: list[dict[str, str]], system: str | None = None, **gen: Any) -> Reply:
+        reply = Reply()
+        for _ in self.stream(messages, system=system, reply=reply, **gen):
+            pass
+        return reply
+
+
+class ChatEngine(Engine):
     def __init__(self, cfg: Config, loaded: Any = None) -> None:
         from .model.load import load_for_inference, stop_token_ids
 
@@ -102,11 +120,6 @@ class ChatEngine:
 
     def generation_kwargs(self, **overrides: Any) -> dict[str, Any]:
         return generation_kwargs(self.cfg, **overrides)
-
-    def encode(self, messages: list[dict[str, str]], system: str | None = None) -> list[int]:
-        conv = to_conversation(messages, system)
-        text = self.template.prompt_text(conv)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def stream(
         self,
@@ -154,17 +167,13 @@ class ChatEngine:
             emitted = 0
             try:
                 for piece in streamer:
-                    text += piece
-                    cut = first_stop(text, stop)
-                    if cut is not None:
-                        text = text[:cut]
+                    text, safe, hit = releasable(text + piece, stop)
+                    if hit:
                         stopper.flag.set()
-                    # hold back a tail that could be the start of a stop string
-                    safe = len(text) if cut is not None else len(text) - partial_stop(text, stop)
                     if safe > emitted:
                         yield text[emitted:safe]
                         emitted = safe
-                    if cut is not None:
+                    if hit:
                         break
                 if emitted < len(text):
                     yield text[emitted:]
@@ -180,11 +189,14 @@ class ChatEngine:
             elif streamer.count >= kw["max_new_tokens"] and first_stop(text, stop) is None:
                 reply.finish_reason = "length"
 
-    def chat(self, messages: list[dict[str, str]], system: str | None = None, **gen: Any) -> Reply:
-        reply = Reply()
-        for _ in self.stream(messages, system=system, reply=reply, **gen):
-            pass
-        return reply
+
+def releasable(text: str, stop: list[str] | None, final: bool = False) -> tuple[str, int, bool]:
+    """(text cut at the first stop string, how much of it may be shown now, whether a stop string was hit).
+    Until the text is final, a tail that could still grow into a stop string is held back."""
+    cut = first_stop(text, stop)
+    if cut is not None:
+        return text[:cut], cut, True
+    return text, len(text) if final else len(text) - partial_stop(text, stop), False
 
 
 def first_stop(text: str, stop: list[str] | None) -> int | None:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
-from .chat import Reply, first_stop, generation_kwargs, partial_stop, to_conversation
+from .chat import Engine, Reply, generation_kwargs, releasable
 from .config import Config
 from .errors import TuneboardError
 
@@ -55,7 +55,7 @@ def engine_args(cfg: Config, model_dir: str, has_adapter: bool) -> dict[str, Any
     return args
 
 
-class VllmEngine:
+class VllmEngine(Engine):
     def __init__(self, cfg: Config, vllm: ModuleType | None = None) -> None:
         from .model.load import (
             load_tokenizer,
@@ -95,10 +95,6 @@ class VllmEngine:
         threading.Thread(target=self._loop.run_forever, name="vllm-loop", daemon=True).start()
         args = vllm.AsyncEngineArgs(**engine_args(cfg, str(source.base_dir), bool(source.adapters)))
         self.engine = vllm.AsyncLLMEngine.from_engine_args(args)
-
-    def encode(self, messages: list[dict[str, str]], system: str | None = None) -> list[int]:
-        text = self.template.prompt_text(to_conversation(messages, system))
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def sampling_params(self, stop: list[str] | None = None, **gen: Any) -> Any:
         kw = generation_kwargs(self.cfg, **gen)
@@ -164,11 +160,8 @@ class VllmEngine:
                     finished = True
                     raise TuneboardError(f"vLLM generation failed: {item}") from item
                 last = item.outputs[0]
-                text = last.text  # cumulative (vLLM's default output kind)
-                cut = first_stop(text, stop)  # vLLM cuts stop strings too; this keeps our guarantee
-                text = text if cut is None else text[:cut]
-                # as in ChatEngine: hold back a tail that could still become a stop string
-                safe = len(text) if cut is not None or item.finished else len(text) - partial_stop(text, stop)
+                # cumulative text (vLLM's default output kind); vLLM cuts stop strings too, this keeps our guarantee
+                text, safe, _ = releasable(last.text, stop, final=item.finished)
                 if safe > emitted:
                     yield text[emitted:safe]
                     emitted = safe
@@ -186,9 +179,3 @@ class VllmEngine:
             reply.finish_reason = "cancelled"
         elif last is not None and last.finish_reason == "length":
             reply.finish_reason = "length"
-
-    def chat(self, messages: list[dict[str, str]], system: str | None = None, **gen: Any) -> Reply:
-        reply = Reply()
-        for _ in self.stream(messages, system=system, reply=reply, **gen):
-            pass
-        return reply
