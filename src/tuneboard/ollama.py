@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 from .data.formats import USER, Conversation, Message
-from .data.templates import Template
+from .data.rendering import Template
 from .errors import TuneboardError
 
 _PLACEHOLDER = re.compile(r"\{(content|system|eos)\}")

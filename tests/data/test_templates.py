@@ -10,11 +10,9 @@ import pytest
 
 from tuneboard.data.formats import REPLY_ROLES, Conversation, Message
 from tuneboard.data.jinja import JinjaTemplate, to_messages
+from tuneboard.data.rendering import EMPTY_THINK, Qwen3Template, Segment
 from tuneboard.data.templates import (
-    EMPTY_THINK,
     TEMPLATES,
-    Qwen3Template,
-    Segment,
     end_of_turn,
     get_template,
     names,

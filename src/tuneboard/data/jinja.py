@@ -13,7 +13,8 @@ from typing import Any
 
 from ..errors import ConfigError, DataError
 from .formats import ASSISTANT, FUNCTION, OBSERVATION, PROMPT_ROLES, REPLY_ROLES, USER, Conversation
-from .templates import IM_HEADER, Qwen3Template, Segment, Template
+from .rendering import Qwen3Template, Segment, Template
+from .templates import IM_HEADER
 
 _ROLE = {USER: "user", ASSISTANT: "assistant", OBSERVATION: "tool", FUNCTION: "assistant"}
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from .. import hub
 from ..config import Config
-from ..data.templates import Template, resolve_template
+from ..data.rendering import Template
+from ..data.templates import resolve_template
 from ..errors import TuneboardError
 from . import tiny
 
