@@ -205,8 +205,9 @@ def tokenize(
     use_cache: bool = True,
 ) -> TokenizedSet:
     settings = dict(cutoff_len=cutoff_len, train_on_prompt=train_on_prompt, mask_history=mask_history)
-    path = cache_dir() / f"{_fingerprint(convs, template, tokenizer, settings)}.npz"
-    if use_cache and path.exists() and not overwrite_cache:
+    # the fingerprint hashes every record and the whole tokenizer: only worth it when the cache is used
+    path = cache_dir() / f"{_fingerprint(convs, template, tokenizer, settings)}.npz" if use_cache else None
+    if path is not None and path.exists() and not overwrite_cache:
         try:
             return TokenizedSet.load(path)
         except (OSError, ValueError, KeyError):
@@ -227,7 +228,7 @@ def tokenize(
         merged["labels"] += enc["labels"]
         stats.add(st)
     out = TokenizedSet.from_lists(merged, stats)
-    if use_cache:
+    if path is not None:
         try:
             out.save(path)
         except OSError:
