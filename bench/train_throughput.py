@@ -177,6 +177,16 @@ def child(tool: str, cfg_path: str, out_path: str) -> int:
     import yaml
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if (
+        tool == "lf+thp"
+    ):  # LLaMA-Factory with tuneboard's allocator setting, to show what that setting alone does
+        os.environ["THP_MEM_ALLOC_ENABLE"] = "1"
+        tool = "lf"
+    if tool == "tb":  # what the `tuneboard` command sets before torch is imported
+        sys.path.insert(0, str(ROOT / "src"))
+        from tuneboard.cli import process_defaults
+
+        process_defaults()
     stats = {"batches": 0, "slots": 0, "tokens": 0, "labelled": 0}
     cfg = yaml.safe_load(Path(cfg_path).read_text(encoding="utf-8"))
     _capture_train(stats)
@@ -187,7 +197,6 @@ def child(tool: str, cfg_path: str, out_path: str) -> int:
         _instrument(SFTDataCollatorWith4DAttentionMask, stats)
         run_exp(cfg)
     else:
-        sys.path.insert(0, str(ROOT / "src"))
         from tuneboard import config, train
         from tuneboard.data import collate
 
@@ -339,9 +348,14 @@ def main(argv: list[str] | None = None) -> int:
         "--variants",
         default="padded,padding_free",
         help="tuneboard runs, comma-separated: padded, padding_free, each optionally with +gc (gradient "
-        "checkpointing, as LLaMA-Factory does by default); none: only LLaMA-Factory",
+        "checkpointing, as LLaMA-Factory does by default) and +unfused (fused_ops: false); none: only LLaMA-Factory",
     )
     ap.add_argument("--llamafactory", metavar="VENV", help="also run LLaMA-Factory from this virtual env")
+    ap.add_argument(
+        "--lf-thp",
+        action="store_true",
+        help="also run LLaMA-Factory with THP_MEM_ALLOC_ENABLE=1, the allocator setting tuneboard makes",
+    )
     ap.add_argument("--repeat", type=int, default=1, help="rounds; each round runs every variant once")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="OMP/MKL threads for every run")
     ap.add_argument("--workdir", default="/tmp/tb-train-bench", help="model, data, configs, logs, outputs")
@@ -357,13 +371,21 @@ def main(argv: list[str] | None = None) -> int:
     env.update(TOKENIZERS_PARALLELISM="false", DISABLE_VERSION_CHECK="1")
     runs: list[tuple[str, str, str, dict]] = []  # (name, python, tool, config overrides)
     for v in [v for v in a.variants.split(",") if v]:
-        batching, _, extra = v.partition("+")
-        if batching not in ("padded", "padding_free") or extra not in ("", "gc"):
-            raise SystemExit(f"--variants: unknown '{v}' (padded, padding_free, either with +gc)")
-        overrides = {"padding_free": batching == "padding_free", "gradient_checkpointing": extra == "gc"}
+        batching, *extras = v.split("+")
+        if batching not in ("padded", "padding_free") or not set(extras) <= {"gc", "unfused"}:
+            raise SystemExit(f"--variants: unknown '{v}' (padded or padding_free, with +gc and/or +unfused)")
+        overrides = {
+            "padding_free": batching == "padding_free",
+            "gradient_checkpointing": "gc" in extras,
+            "fused_ops": "unfused" not in extras,
+        }
         runs.append((f"tuneboard {v}", sys.executable, "tb", overrides))
     if a.llamafactory:
         runs.append(("LLaMA-Factory 0.9.5", str(Path(a.llamafactory) / "bin" / "python"), "lf", {}))
+        if a.lf_thp:
+            runs.append(
+                ("LLaMA-Factory 0.9.5 +THP", str(Path(a.llamafactory) / "bin" / "python"), "lf+thp", {})
+            )
     if not runs:
         raise SystemExit("nothing to run")
 
@@ -377,7 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     print(HEADER)
     for rep in range(a.repeat):
         for name, python, tool, extra in runs:
-            slug = name.split()[0].lower() + ("-" + name.split()[1] if tool == "tb" else "")
+            slug = name.split()[0].lower() + (
+                "-" + name.split()[1] if tool == "tb" else tool[2:].replace("+", "-")
+            )
             cfg = {**train_config(a, model, data, work / "out" / slug), **extra}
             peaks.append(matmul_peak(a.threads, seconds=2.0))
             r = run_one(python, tool, cfg, work, f"{slug}-{rep}", env)

@@ -94,6 +94,7 @@ class Config:
     use_cpu: bool = False
     seed: int = 42
     gradient_checkpointing: bool = False
+    fused_ops: bool = True  # model/fused.py: leaner SwiGLU MLP backward and chunked LM-head loss, same values
     resume_from_checkpoint: str | None = None
     ddp_timeout: int = 1800
     dataloader_num_workers: int = 0

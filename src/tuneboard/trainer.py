@@ -24,6 +24,7 @@ from .data.loader import DataBundle
 from .data.tokenize import IGNORE
 from .errors import TuneboardError
 from .files import write_error, write_json_atomic
+from .model.fused import fuse_mlps, hidden_states_out, linear_cross_entropy, plain_head
 
 STAGING = ".{name}.partial"  # checkpoint-N is written in output_dir/.checkpoint-N.partial/checkpoint-N
 
@@ -56,12 +57,16 @@ def replace_dir(src: Path, dst: Path) -> None:
         os.replace(src, dst)
 
 
-def labelled_loss(model: Any, inputs: dict[str, Any], num_items: Any = None) -> tuple[Any, int]:
+def labelled_loss(
+    model: Any, inputs: dict[str, Any], num_items: Any = None, fused: bool = False
+) -> tuple[Any, int]:
     """Cross-entropy over positions whose next token carries a label.
 
     Hidden states of prompt and padding positions are never projected to the vocabulary: the model
     is asked only for `logits_to_keep` = the labelled positions (a tensor of indices, shared by the rows
     of the batch), which saves the lm_head matmul and the [T, V] logits of every unlabelled position.
+    `fused`: where the head is plain (fused.plain_head), the model returns those positions' hidden states and
+    fused.linear_cross_entropy projects them in chunks, so no [positions, V] tensor is kept for backward.
     """
     labels = inputs.pop("labels")
     targets = labels[:, 1:]
@@ -71,12 +76,17 @@ def labelled_loss(model: Any, inputs: dict[str, Any], num_items: Any = None) -> 
     if n_valid == 0:  # nothing to learn in this batch (cannot happen after tokenize.py's filter)
         out = model(**inputs, logits_to_keep=1)
         return out.logits.sum() * 0.0, 0
-    out = model(**inputs, logits_to_keep=keep, use_cache=False)
-    logits = out.logits.float()
     tgt = targets[:, keep]
-    loss = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.size(-1)), tgt.reshape(-1), ignore_index=IGNORE, reduction="sum"
-    )
+    head = plain_head(model) if fused and torch.is_grad_enabled() else None
+    if head is not None:
+        with hidden_states_out(head):
+            hidden = model(**inputs, logits_to_keep=keep, use_cache=False).logits
+        loss = linear_cross_entropy(hidden.reshape(-1, hidden.size(-1)), head, tgt.reshape(-1))
+    else:
+        logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits.float()
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), tgt.reshape(-1), ignore_index=IGNORE, reduction="sum"
+        )
     denom = num_items if num_items is not None else n_valid
     if isinstance(denom, torch.Tensor):
         denom = denom.to(loss.device)
@@ -136,6 +146,8 @@ class SFTTrainer(Trainer):
         )
         self.cfg = cfg
         self.data = data
+        if cfg.fused_ops:
+            fuse_mlps(model)
         self.counter = TokenCounter()
         self.interrupt = Interrupt()
         self.remove_callback(PrinterCallback)
@@ -160,7 +172,7 @@ class SFTTrainer(Trainer):
             n_tokens = int(inputs["input_ids"].numel() if mask is None or mask.dim() == 4 else mask.sum())
             self.counter.tokens += n_tokens
         self.loss_is_scaled_for_ga = num_items_in_batch is not None
-        loss, n_valid = labelled_loss(model, dict(inputs), num_items_in_batch)
+        loss, n_valid = labelled_loss(model, dict(inputs), num_items_in_batch, fused=self.cfg.fused_ops)
         if num_items_in_batch is not None and self.args.average_tokens_across_devices:
             # num_items_in_batch counts every rank's tokens and DDP averages the gradients: undo the average
             loss = loss * self.accelerator.num_processes
