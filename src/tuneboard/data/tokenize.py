@@ -1,13 +1,17 @@
 """`Conversation` -> `input_ids` + `labels`: the ONLY place where loss masking is decided.
 
-Data layer, step 5 of the flow. Each conversation is rendered once by its template and tokenized whole
-(batched, fast tokenizer, character offsets), so tokens are exactly what the model sees at inference;
-a token is trained when its first character lies in a trained segment (reply text + end-of-turn).
+Data layer, step 5 of the flow. Each conversation is rendered once by its template and tokenized as the
+whole text is (batched, fast tokenizer, character offsets; the pieces between added tokens such as
+<|im_start|> are encoded once per batch where that gives the same tokens), so tokens are exactly what the
+model sees at inference; a token is trained when its first character lies in a trained segment (reply text
++ end-of-turn).
 """
 
 from __future__ import annotations
 
 import bisect
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,21 +66,152 @@ def _segment_tokens(enc: Any, starts: list[int], n_chars: int, n: int) -> list[t
 
 
 def _tokenize(tokenizer: Any, texts: list[str], starts: list[list[int]]) -> list[tuple[list[int], list]]:
-    """(ids, token range per segment) for each text, in one batched call of the Rust tokenizer."""
+    """(ids, token range per segment) for each text, in batched calls of the Rust tokenizer."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        encs = backend.encode_batch(texts, add_special_tokens=False)
-        out = []
-        for enc, text, st in zip(encs, texts, starts, strict=True):
-            ids = enc.ids  # a new list on every access: read once
-            ranges = _segment_tokens(enc, st, len(text), len(ids))
-            out.append((ids, ranges if ranges is not None else _ranges_from_offsets(enc.offsets, st)))
-        return out
+        split = _added_token_split(backend)
+        if split is not None:
+            return _tokenize_pieces(backend, split, texts, starts)
+        return _tokenize_whole(backend, texts, starts)
     enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False)
     return [
-        (ids, _ranges_from_offsets(offs, st))
+        (list(ids), _ranges_from_offsets(offs, st))
         for ids, offs, st in zip(enc["input_ids"], enc["offset_mapping"], starts, strict=True)
     ]
+
+
+def _tokenize_whole(backend: Any, texts: list[str], starts: list[list[int]]) -> list[tuple[list[int], list]]:
+    encs = backend.encode_batch(texts, add_special_tokens=False)
+    out = []
+    for enc, text, st in zip(encs, texts, starts, strict=True):
+        ids = enc.ids  # a new list on every access: read once
+        ranges = _segment_tokens(enc, st, len(text), len(ids))
+        out.append((ids, ranges if ranges is not None else _ranges_from_offsets(enc.offsets, st)))
+    return out
+
+
+# pre-tokenizers that treat each piece between added tokens alike wherever it sits in the text (Metaspace
+# does not always: with prepend_scheme "first" it looks at the piece's position)
+_PIECEWISE_PRE = {"Sequence", "Split", "ByteLevel", "Digits", "Punctuation", "Whitespace", "WhitespaceSplit"}
+
+
+def _added_token_split(backend: Any) -> tuple[re.Pattern, dict[str, int]] | None:
+    """A pattern matching the added tokens the Rust tokenizer cuts out first, and their ids, when the text
+    between them may be encoded on its own with the same tokens (and token offsets) it gets inside the whole
+    text; None when that is not certain. Rust splits on the non-normalized added tokens before normalizing,
+    pre-tokenizing and BPE, which then work on each piece alone, so pieces repeated across records (system
+    prompt, role headers) need encoding once."""
+    if getattr(backend, "encode_special_tokens", False) or backend.truncation or backend.padding:
+        return None
+    pre = backend.pre_tokenizer
+    if pre is not None and not _pre_tokenizer_types(json.loads(pre.__getstate__())) <= _PIECEWISE_PRE:
+        return None
+    post = backend.post_processor
+    if post is not None and b'"trim_offsets":true' in post.__getstate__():
+        return None  # trimming treats a token at offset 0 specially: a piece's first token would differ
+    ids: dict[str, int] = {}
+    for tok in backend.get_added_tokens_decoder().values():
+        if tok.normalized or not tok.content:
+            continue  # matched after normalization, inside each piece, by both paths alike
+        if tok.lstrip or tok.rstrip or tok.single_word:
+            return None  # these look at the text around the token, across our cut
+        ids[tok.content] = backend.token_to_id(tok.content)
+    if not ids:
+        return None
+    # longest first: at each position the longest token wins, as in the Rust leftmost-longest search
+    alternatives = "|".join(re.escape(c) for c in sorted(ids, key=len, reverse=True))
+    return re.compile(f"({alternatives})"), ids
+
+
+def _pre_tokenizer_types(spec: dict) -> set[str]:
+    """Type names in a pre-tokenizer's JSON, those inside a Sequence included."""
+    return {spec.get("type", "")}.union(*(_pre_tokenizer_types(c) for c in spec.get("pretokenizers", [])))
+
+
+def _tokenize_pieces(
+    backend: Any, split: tuple[re.Pattern, dict[str, int]], texts: list[str], starts: list[list[int]]
+) -> list[tuple[list[int], list]]:
+    """As _tokenize_whole, with each distinct piece between added tokens encoded once for the whole batch.
+    Each segment start is located the way Encoding.char_to_token does it on the whole text (the first token
+    whose offsets hold the character; one straddling the boundary stays behind), within its piece."""
+    pattern, added = split
+    index: dict[str, int] = {}
+    layouts = []  # per text: pieces (index into the unique ones, or ~id of an added token), segment starts
+    for text, st in zip(texts, starts, strict=True):
+        refs: list[int] = []
+        marks: list[tuple[int, int]] = []  # (piece number, offset of the segment start inside it)
+        k, pos, n_st = 0, 0, len(st)
+        for j, part in enumerate(pattern.split(text)):
+            if not part:
+                continue
+            if j % 2:
+                refs.append(~added[part])
+            else:
+                ref = index.get(part)
+                if ref is None:
+                    ref = index[part] = len(index)
+                refs.append(ref)
+            end = pos + len(part)
+            while k < n_st and st[k] < end:
+                marks.append((len(refs) - 1, st[k] - pos))
+                k += 1
+            pos = end
+        marks += [(-1, 0)] * (n_st - k)  # starts at or past the end (empty trailing segments)
+        layouts.append((refs, marks))
+    # character offsets (a sixth of the Rust work) only for the pieces that hold a segment start
+    pieces = list(index)
+    marked = sorted({refs[j] for refs, marks in layouts for j, _ in marks if j >= 0 and refs[j] >= 0})
+    plain = sorted(set(range(len(pieces))).difference(marked))
+    encs: list[Any] = [None] * len(pieces)
+    fast = getattr(backend, "encode_batch_fast", backend.encode_batch)  # ids only
+    for group, encode in ((marked, backend.encode_batch), (plain, fast)):
+        for i, enc in zip(group, encode([pieces[i] for i in group], add_special_tokens=False), strict=True):
+            encs[i] = enc
+    piece_ids = [e.ids for e in encs]
+    out: list = []
+    redo = []
+    for i, (refs, marks) in enumerate(layouts):
+        out.append(_assemble(refs, marks, encs, piece_ids))
+        if out[-1] is None:
+            redo.append(i)  # a start no token holds: the whole text's offsets decide, as before
+    if redo:
+        again = _tokenize_whole(backend, [texts[i] for i in redo], [starts[i] for i in redo])
+        for i, res in zip(redo, again, strict=True):
+            out[i] = res
+    return out
+
+
+def _assemble(
+    refs: list[int], marks: list[tuple[int, int]], encs: list[Any], piece_ids: list[list[int]]
+) -> tuple[list[int], list[tuple[int, int]]] | None:
+    """One text's ids and segment token ranges from its pieces' encodings; None when a segment start lies on
+    no token of its piece."""
+    ids: list[int] = []
+    firsts = []
+    for r in refs:
+        firsts.append(len(ids))
+        if r < 0:
+            ids.append(~r)
+        else:
+            ids += piece_ids[r]
+    bounds = []
+    for j, rel in marks:
+        if j < 0:
+            bounds.append(len(ids))
+            continue
+        r = refs[j]
+        if r < 0:  # an added token is one token over all its characters
+            t = 1 if rel else 0
+        else:
+            enc = encs[r]
+            t = enc.char_to_token(rel)
+            if t is None:
+                return None
+            if rel and enc.char_to_token(rel - 1) == t:  # a token straddling the start stays behind
+                t += 1
+        bounds.append(firsts[j] + t)
+    bounds.append(len(ids))
+    return ids, [(a, b if b > a else a) for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 def _ranges_from_offsets(offsets: list[tuple[int, int]], starts: list[int]) -> list[tuple[int, int]]:
@@ -168,7 +303,7 @@ def build_labels(
             if len(stats.dropped_examples) < 5:
                 stats.dropped_examples.append(conv.source or f"record {k}")
             continue
-        out["input_ids"].append(list(ids))
+        out["input_ids"].append(ids)  # a list of its own: the tokenizer made it for this record
         out["labels"].append(labels)
         stats.kept += 1
         stats.tokens += len(ids)
