@@ -177,9 +177,8 @@ def child(tool: str, cfg_path: str, out_path: str) -> int:
     import yaml
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if (
-        tool == "lf+thp"
-    ):  # LLaMA-Factory with tuneboard's allocator setting, to show what that setting alone does
+    # LLaMA-Factory with tuneboard's allocator setting, to show what that setting alone does
+    if tool == "lf+thp":
         os.environ["THP_MEM_ALLOC_ENABLE"] = "1"
         tool = "lf"
     if tool == "tb":  # what the `tuneboard` command sets before torch is imported

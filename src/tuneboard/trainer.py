@@ -146,7 +146,11 @@ class SFTTrainer(Trainer):
         )
         self.cfg = cfg
         self.data = data
-        if cfg.fused_ops:
+        # ZeRO-3 and FSDP gather a module's weights only inside its own forward; fused.py reads them outside it
+        from transformers.integrations import is_deepspeed_zero3_enabled
+
+        self.fused = cfg.fused_ops and not (self.is_fsdp_enabled or is_deepspeed_zero3_enabled())
+        if self.fused:
             fuse_mlps(model)
         self.counter = TokenCounter()
         self.interrupt = Interrupt()
@@ -172,7 +176,7 @@ class SFTTrainer(Trainer):
             n_tokens = int(inputs["input_ids"].numel() if mask is None or mask.dim() == 4 else mask.sum())
             self.counter.tokens += n_tokens
         self.loss_is_scaled_for_ga = num_items_in_batch is not None
-        loss, n_valid = labelled_loss(model, dict(inputs), num_items_in_batch, fused=self.cfg.fused_ops)
+        loss, n_valid = labelled_loss(model, dict(inputs), num_items_in_batch, fused=self.fused)
         if num_items_in_batch is not None and self.args.average_tokens_across_devices:
             # num_items_in_batch counts every rank's tokens and DDP averages the gradients: undo the average
             loss = loss * self.accelerator.num_processes

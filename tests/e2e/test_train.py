@@ -152,3 +152,23 @@ resume_from_checkpoint: null
     cfg.write_text(text, encoding="utf-8")
     assert tuneboard(["train", str(cfg)]) == 0
     assert (workspace / "saves/lf-example/adapter_model.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    ("fused_ops", "zero3", "expected"),
+    [(True, False, True), (False, False, False), (True, True, False)],
+    ids=["default", "fused_ops-false", "zero3"],
+)
+def test_fused_ops_are_used_unless_off_or_sharded(workspace, monkeypatch, fused_ops, zero3, expected):
+    """fused_ops trains through model/fused.py; DeepSpeed ZeRO-3 (weights gathered only inside each module's own
+    forward) keeps autograd's path."""
+    import transformers.integrations
+
+    from tuneboard import trainer
+
+    calls = []
+    real = trainer.fuse_mlps
+    monkeypatch.setattr(trainer, "fuse_mlps", lambda model: calls.append(real(model)))
+    monkeypatch.setattr(transformers.integrations, "is_deepspeed_zero3_enabled", lambda: zero3)
+    train(workspace, f"fused-{fused_ops}-{zero3}", fused_ops=fused_ops, max_steps=2, finetuning_type="lora")
+    assert calls == ([4] if expected else [])  # builtin:tiny has 4 layers

@@ -112,6 +112,11 @@ def test_a_new_runner_reattaches_to_a_running_job(fake):
     assert second.job.pid == job.pid and second.job.output_dir == str(root / "out")
     with pytest.raises(JobRunning):
         second.start("train", root / "job.yaml", root / "out")
+    # stop once it trains, as a user would: a SIGINT before the job's handler exists can be lost (a background
+    # shell starts children with SIGINT ignored)
+    deadline = time.time() + 20
+    while read_progress(job.log, root / "out")["step"] < 2 and time.time() < deadline:
+        time.sleep(0.1)
     assert second.stop()
     assert first.wait(20) and second.wait(20)
     assert second.state() == "stopped"

@@ -24,7 +24,7 @@ from torch import nn
 IGNORE = -100
 # Causal LMs whose forward is exactly `logits = lm_head(hidden[:, keep])` (no softcapping or logit scaling).
 PLAIN_HEAD_MODELS = {"llama", "qwen2", "qwen3", "mistral", "glm4", "phi3"}
-SWIGLU_MLPS = {"LlamaMLP", "Qwen2MLP", "Qwen3MLP", "MistralMLP", "Phi3MLP"}
+SWIGLU_MLPS = {"LlamaMLP", "Qwen2MLP", "Qwen3MLP", "MistralMLP"}  # forward: down(act(gate(x)) * up(x))
 CE_CHUNK_ELEMENTS = 1 << 25  # rows per chunk = this / vocabulary: a 128 MB fp32 logits block
 
 
