@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable
@@ -279,6 +280,10 @@ def process_defaults() -> None:
     speed (bench/README.md, "Training throughput"); without a THP-capable kernel it does nothing."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    # A child of a non-interactive shell's background job (the web UI started with `&`, say) inherits SIGINT
+    # ignored: the UI's Stop would be lost until training installs its own handler. SIGINT means stop here.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def main(argv: list[str] | None = None) -> int:

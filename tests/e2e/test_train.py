@@ -172,3 +172,40 @@ def test_fused_ops_are_used_unless_off_or_sharded(workspace, monkeypatch, fused_
     monkeypatch.setattr(transformers.integrations, "is_deepspeed_zero3_enabled", lambda: zero3)
     train(workspace, f"fused-{fused_ops}-{zero3}", fused_ops=fused_ops, max_steps=2, finetuning_type="lora")
     assert calls == ([4] if expected else [])  # builtin:tiny has 4 layers
+
+
+def test_sigint_stops_a_train_that_inherited_it_ignored(workspace):
+    """The web UI's Stop is a SIGINT. A web UI started from a background shell passes SIGINT down ignored; the
+    command restores it, so a Stop during start-up (imports, model load) is not lost."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = workspace / "saves" / "sigint"
+    cfg = write_yaml(
+        workspace / "sigint.yaml",
+        model_name_or_path="builtin:tiny",
+        dataset="identity",
+        dataset_dir=str(workspace / "data"),
+        cutoff_len=128,
+        output_dir=str(out),
+        max_steps=100000,  # hours: only the signal can end it within the test
+        save_steps=100000,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tuneboard", "train", str(cfg)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    try:
+        code = proc.wait(90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("SIGINT was ignored: the run went on")
+    err = proc.stderr.read().decode()
+    assert code in (0, 130), err  # 130: stopped while starting; 0: stopped after a checkpoint
+    assert not (out / "all_results.json").exists()
