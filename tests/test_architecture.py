@@ -36,6 +36,7 @@ LAYERS = [
     ("ollama.py", 3),
     ("env.py", 3),
     ("estimate.py", 3),
+    ("advice.py", 3),
     ("model/", 2),
     ("data/", 1),
     ("config.py", 0),

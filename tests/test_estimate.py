@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from tuneboard import advice
 from tuneboard import estimate as est
 from tuneboard.estimate import GIB, estimate, shape_from_config
 
@@ -311,7 +312,7 @@ def test_bad_arguments(kwargs, message):
 
 
 def test_format_estimate():
-    text = est.format_estimate(estimate("7B", "lora", "bf16", 1024, 1, True))
+    text = advice.format_estimate(estimate("7B", "lora", "bf16", 1024, 1, True))
     for word in ("weights", "gradients", "optimizer states", "activations", "total", "GiB", "7.00B"):
         assert word in text
 
@@ -321,30 +322,32 @@ GPU_80 = {"name": "A100 80GB", "memory_total": 80 * GIB, "memory_used": 0}
 
 
 def test_advise_without_gpu():
-    lines = est.advise(estimate("7B", "lora"), [], ram=16 * GIB)
+    lines = advice.advise(estimate("7B", "lora"), [], ram=16 * GIB)
     assert len(lines) == 1 and lines[0].startswith("No CUDA GPU") and "RAM" in lines[0]
 
 
 def test_advise_fits_and_suggests_batch_size():
-    lines = est.advise(
+    lines = advice.advise(
         estimate(None, "lora", "bf16", 1024, 1, True, est.KNOWN_SHAPES["qwen2.5-1.5b"]), [GPU_80]
     )
     assert "fits" in lines[0] and any("batch_size up to" in line for line in lines)
 
 
 def test_advise_suggests_qlora_on_small_gpu():
-    lines = est.advise(estimate(None, "lora", "bf16", 4096, 1, True, est.KNOWN_SHAPES["glm-4-9b"]), [GPU_24])
+    lines = advice.advise(
+        estimate(None, "lora", "bf16", 4096, 1, True, est.KNOWN_SHAPES["glm-4-9b"]), [GPU_24]
+    )
     assert "does not fit" in lines[0] and "QLoRA" in lines[-1]
 
 
 def test_advise_warns_when_tight():
     e = estimate(None, "lora", "bf16", 2048, 1, True, est.KNOWN_SHAPES["glm-4-9b"])
     gpu = {"name": "tight", "memory_total": int(e.total * 1.03), "memory_used": 0}
-    assert "barely" in est.advise(e, [gpu])[0]
+    assert "barely" in advice.advise(e, [gpu])[0]
 
 
 def test_advise_suggests_zero_for_full_on_many_gpus():
-    lines = est.advise(
+    lines = advice.advise(
         estimate(None, "full", "bf16", 2048, 1, True, est.KNOWN_SHAPES["llama-3-8b"]), [GPU_80] * 4
     )
     assert all("does not fit" in line for line in lines[:4]) and "ZeRO" in lines[-1]

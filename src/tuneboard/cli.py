@@ -185,7 +185,7 @@ def cmd_model_tiny(args: argparse.Namespace) -> int:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    from . import env, estimate
+    from . import advice, env, estimate
 
     report = env.report()
     print(env.format_report(report))
@@ -203,8 +203,8 @@ def cmd_env(args: argparse.Namespace) -> int:
             params, method, precision, args.cutoff_len, args.batch_size, model_shape=shape
         )
         print(f"\n{method} ({precision}, cutoff_len {args.cutoff_len}, batch {args.batch_size}):")
-        print(estimate.format_estimate(est))
-        print("\n".join(estimate.advise(est, report["gpus"], report["memory"].get("available"))))
+        print(advice.format_estimate(est))
+        print("\n".join(advice.advise(est, report["gpus"], report["memory"].get("available"))))
     return 0
 
 
