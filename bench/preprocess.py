@@ -243,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
 
     from tuneboard.config import Config
+    from tuneboard.data import fastbpe
     from tuneboard.data.loader import load_conversations, tokenize
     from tuneboard.model import tiny
     from tuneboard.model.load import load_tokenizer, pick_template
@@ -254,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     ts = None
     for rep in range(a.repeat):
+        fastbpe.clear()  # each run builds its fast tokenizer engine again, as a new process would
         t0 = time.perf_counter()
         convs, _ = load_conversations([NAME], data_dir)
         t1 = time.perf_counter()

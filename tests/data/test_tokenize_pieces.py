@@ -1,6 +1,7 @@
 """Encoding the text between added tokens piece by piece (each distinct piece once per batch) gives exactly the
-ids and segment token ranges of encoding each text whole, and tokenizers where that is not certain are left
-on the whole-text path."""
+ids and segment token ranges of encoding each text whole, with either engine for the pieces (the tokenizers
+library, or fastokens where data/fastbpe.py applies), and tokenizers where that is not certain are left on
+the whole-text path."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import random
 
 import pytest
 
+from tuneboard.data import fastbpe
 from tuneboard.data.tokenize import _added_token_split, _tokenize, _tokenize_pieces, _tokenize_whole
 
 # texts where a cut at an added token or a segment start could go wrong: an added token next to text and to
@@ -24,6 +26,24 @@ TRICKY = [
     "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\ncafé é\u0301 ｆｕｌｌ<|im_end|>\n",
     "",
 ]
+
+
+@pytest.fixture(params=["tokenizers", "fastokens"])
+def engine(request, monkeypatch):
+    """Which engine encodes the pieces; with "fastokens" it is built for every tokenizer it applies to, and
+    the test fails unless it was used at least once."""
+    monkeypatch.setattr(fastbpe, "_engines", {})
+    if request.param == "tokenizers":
+        monkeypatch.setattr(fastbpe, "engine_for", lambda backend, build=True: None)
+        yield request.param
+        return
+    calls = []
+    encode = fastbpe.FastBPE.encode
+    monkeypatch.setattr(fastbpe.FastBPE, "encode", lambda self, pieces: calls.append(1) or encode(self, pieces))
+    built = fastbpe.engine_for
+    monkeypatch.setattr(fastbpe, "engine_for", lambda backend, build=True: built(backend))
+    yield request.param
+    assert calls, "fastokens was never used"
 
 
 def starts_for(text: str, rng: random.Random) -> list[int]:
@@ -42,11 +62,11 @@ def assert_same_as_whole(backend, texts: list[str], seed: int = 0) -> None:
         assert _tokenize_pieces(backend, split, texts, starts) == _tokenize_whole(backend, texts, starts)
 
 
-def test_pieces_equal_whole_texts(tiny_tokenizer):
+def test_pieces_equal_whole_texts(tiny_tokenizer, engine):
     assert_same_as_whole(tiny_tokenizer.backend_tokenizer, TRICKY)
 
 
-def test_pieces_equal_whole_texts_on_the_dataset_shape(tiny_tokenizer, monkeypatch):
+def test_pieces_equal_whole_texts_on_the_dataset_shape(tiny_tokenizer, engine, monkeypatch):
     """Many texts sharing the system prompt and role headers (the pieces encoded once); segment starts where
     the renderer puts them need no whole-text encoding."""
     from tuneboard.data import tokenize
@@ -131,7 +151,7 @@ def test_tokenizers_where_pieces_could_differ_use_the_whole_texts(tiny_tokenizer
     assert _tokenize(Wrapper(), texts, starts) == _tokenize_whole(backend, texts, starts)
 
 
-def test_added_tokens_matched_after_normalization_are_not_cut_out(tiny_tokenizer):
+def test_added_tokens_matched_after_normalization_are_not_cut_out(tiny_tokenizer, engine):
     """normalized=True tokens are found inside each piece by Rust on both paths; only the others are cuts."""
 
     def normalized_im_end(spec):
@@ -143,7 +163,7 @@ def test_added_tokens_matched_after_normalization_are_not_cut_out(tiny_tokenizer
     assert_same_as_whole(backend, TRICKY, seed=3)
 
 
-def test_the_longest_added_token_wins_where_two_start_together(tiny_tokenizer):
+def test_the_longest_added_token_wins_where_two_start_together(tiny_tokenizer, engine):
     from tokenizers import AddedToken
 
     backend = edited(tiny_tokenizer.backend_tokenizer, lambda spec: None)

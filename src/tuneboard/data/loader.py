@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from . import fastbpe
 from .formats import Conversation, default_tags, effective_columns, to_conversation
 from .readers import read_records
 from .registry import DatasetSpec, resolve
@@ -212,6 +213,9 @@ def tokenize(
             return TokenizedSet.load(path)
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache entry is rebuilt
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and _text_chars(convs) >= fastbpe.WORTH_CHARS:
+        fastbpe.engine_for(backend)  # built once, before chunks are handed to threads or forked workers
     chunk = 2000
     jobs = [(convs[i : i + chunk], template, tokenizer, settings) for i in range(0, len(convs), chunk)]
     if num_workers and num_workers > 1 and len(jobs) > 1:
@@ -234,6 +238,10 @@ def tokenize(
         except OSError:
             pass  # caching is an optimisation; a read-only cache dir must not stop training
     return out
+
+
+def _text_chars(convs: list[Conversation]) -> int:
+    return sum(len(c.system or "") + sum(len(m.content) for m in c.messages) for c in convs)
 
 
 class PackedSet:

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import fastbpe
 from .formats import Conversation
 
 IGNORE = -100
@@ -158,20 +159,11 @@ def _tokenize_pieces(
             pos = end
         marks += [(-1, 0)] * (n_st - k)  # starts at or past the end (empty trailing segments)
         layouts.append((refs, marks))
-    # character offsets (a sixth of the Rust work) only for the pieces that hold a segment start
-    pieces = list(index)
-    marked = sorted({refs[j] for refs, marks in layouts for j, _ in marks if j >= 0 and refs[j] >= 0})
-    plain = sorted(set(range(len(pieces))).difference(marked))
-    encs: list[Any] = [None] * len(pieces)
-    fast = getattr(backend, "encode_batch_fast", backend.encode_batch)  # ids only
-    for group, encode in ((marked, backend.encode_batch), (plain, fast)):
-        for i, enc in zip(group, encode([pieces[i] for i in group], add_special_tokens=False), strict=True):
-            encs[i] = enc
-    piece_ids = [e.ids for e in encs]
+    piece_ids, first = _encode_pieces(backend, list(index), layouts)
     out: list = []
     redo = []
     for i, (refs, marks) in enumerate(layouts):
-        out.append(_assemble(refs, marks, encs, piece_ids))
+        out.append(_assemble(refs, marks, piece_ids, first))
         if out[-1] is None:
             redo.append(i)  # a start no token holds: the whole text's offsets decide, as before
     if redo:
@@ -181,11 +173,63 @@ def _tokenize_pieces(
     return out
 
 
+def _encode_pieces(
+    backend: Any, pieces: list[str], layouts: list[tuple[list[int], list[tuple[int, int]]]]
+) -> tuple[list[list[int]], dict[tuple[int, int], int | None]]:
+    """Ids of each distinct piece, and for each (piece, character) where a segment starts, the index of the
+    segment's first token inside the piece (None: no token holds that character)."""
+    wanted = sorted(
+        {(refs[j], rel) for refs, marks in layouts for j, rel in marks if j >= 0 and refs[j] >= 0}
+    )
+    fast = fastbpe.engine_for(backend, build=False)
+    if fast is not None:
+        flat, offsets = fast.encode(pieces)
+        if not fast.agrees(pieces, flat, offsets):
+            fastbpe.disable(backend, "its ids differ from the tokenizers library's on this data")
+            fast = None
+    if fast is None:
+        # character offsets (a sixth of the Rust work) only for the pieces that hold a segment start
+        marked = sorted({p for p, _ in wanted})
+        plain = sorted(set(range(len(pieces))).difference(marked))
+        encs: list[Any] = [None] * len(pieces)
+        quick = getattr(backend, "encode_batch_fast", backend.encode_batch)  # ids only
+        for group, encode in ((marked, backend.encode_batch), (plain, quick)):
+            for i, enc in zip(
+                group, encode([pieces[i] for i in group], add_special_tokens=False), strict=True
+            ):
+                encs[i] = enc
+        return [e.ids for e in encs], {(p, rel): _first_token(encs[p], rel) for p, rel in wanted}
+    first, redo = fast.starts(pieces, flat, offsets, wanted)
+    ids = flat.tolist()
+    bounds = offsets.tolist()
+    piece_ids = [ids[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    if redo:  # pieces whose byte lengths cannot place a start: the tokenizers library's offsets do
+        encs = dict(
+            zip(redo, backend.encode_batch([pieces[p] for p in redo], add_special_tokens=False), strict=True)
+        )
+        for p, enc in encs.items():
+            piece_ids[p] = enc.ids
+        first.update({(p, rel): _first_token(encs[p], rel) for p, rel in wanted if p in encs})
+    return piece_ids, first
+
+
+def _first_token(enc: Any, rel: int) -> int | None:
+    """As Encoding.char_to_token finds it: the first token whose offsets hold character `rel`; one that also
+    holds the character before (straddling the start) stays behind."""
+    t = enc.char_to_token(rel)
+    if t is not None and rel and enc.char_to_token(rel - 1) == t:
+        t += 1
+    return t
+
+
 def _assemble(
-    refs: list[int], marks: list[tuple[int, int]], encs: list[Any], piece_ids: list[list[int]]
+    refs: list[int],
+    marks: list[tuple[int, int]],
+    piece_ids: list[list[int]],
+    first: dict[tuple[int, int], int | None],
 ) -> tuple[list[int], list[tuple[int, int]]] | None:
-    """One text's ids and segment token ranges from its pieces' encodings; None when a segment start lies on
-    no token of its piece."""
+    """One text's ids and segment token ranges from its pieces' ids; None when a segment start lies on no
+    token of its piece."""
     ids: list[int] = []
     firsts = []
     for r in refs:
@@ -203,12 +247,9 @@ def _assemble(
         if r < 0:  # an added token is one token over all its characters
             t = 1 if rel else 0
         else:
-            enc = encs[r]
-            t = enc.char_to_token(rel)
+            t = first[r, rel]
             if t is None:
                 return None
-            if rel and enc.char_to_token(rel - 1) == t:  # a token straddling the start stays behind
-                t += 1
         bounds.append(firsts[j] + t)
     bounds.append(len(ids))
     return ids, [(a, b if b > a else a) for a, b in zip(bounds, bounds[1:], strict=False)]
