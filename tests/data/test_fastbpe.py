@@ -129,6 +129,13 @@ def test_the_loader_builds_it_for_large_datasets_only(tiny_tokenizer, tiny_dir, 
     slow = loader.tokenize(large, template, tiny_tokenizer, 64, use_cache=False)
     assert [fast[i] for i in range(len(fast))] == [slow[i] for i in range(len(slow))]
 
+    monkeypatch.delenv("TUNEBOARD_FAST_BPE")
+    fastbpe.clear()
+    assert fastbpe.engine_for(backend) is not None
+    monkeypatch.setattr(loader, "_encode_pipelined", None)  # forked workers only, with the engine inherited
+    forked = loader.tokenize(large * 60, template, tiny_tokenizer, 64, use_cache=False, num_workers=2)
+    assert [forked[i] for i in range(len(forked))] == [fast[i] for i in range(len(fast))] * 60
+
 
 def test_a_piece_not_in_nfc_is_placed_by_the_tokenizers_library(tiny_tokenizer, monkeypatch):
     backend = tiny_tokenizer.backend_tokenizer

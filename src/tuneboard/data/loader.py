@@ -125,6 +125,21 @@ class TokenizedSet:
 
         return cls(flat(enc["input_ids"]), flat(enc["labels"]), offsets, stats)
 
+    @classmethod
+    def concat(cls, parts: list[TokenizedSet]) -> TokenizedSet:
+        stats = EncodeStats()
+        offsets, base = [np.zeros(1, np.int64)], 0
+        for part in parts:
+            stats.add(part.stats)
+            offsets.append(part.offsets[1:] + base)
+            base += int(part.offsets[-1])
+        return cls(
+            np.concatenate([p.ids for p in parts]),
+            np.concatenate([p.labels for p in parts]),
+            np.concatenate(offsets),
+            stats,
+        )
+
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
@@ -159,9 +174,16 @@ def _fingerprint(convs: list[Conversation], template: Any, tokenizer: Any, setti
     return h.hexdigest()[:24]
 
 
-def _encode_chunk(args: tuple) -> tuple[dict[str, list[list[int]]], EncodeStats]:
-    convs, template, tokenizer, kwargs = args
-    return encode(convs, template, tokenizer, **kwargs)
+_inherited: tuple | None = None  # (convs, template, tokenizer, settings) for forked workers
+
+
+def _encode_inherited(bounds: tuple[int, int]) -> TokenizedSet:
+    """One chunk in a forked worker: the inputs come with the fork (a tokenizer is not pickled for every
+    chunk) and the result goes back as arrays (pickled far faster than lists of lists)."""
+    assert _inherited is not None
+    convs, template, tokenizer, settings = _inherited
+    a, b = bounds
+    return TokenizedSet.from_lists(*encode(convs[a:b], template, tokenizer, **settings))
 
 
 @contextlib.contextmanager
@@ -219,25 +241,38 @@ def tokenize(
     chunk = 2000
     jobs = [(convs[i : i + chunk], template, tokenizer, settings) for i in range(0, len(convs), chunk)]
     if num_workers and num_workers > 1 and len(jobs) > 1:
-        import multiprocessing as mp
-
-        with mp.get_context("fork").Pool(min(num_workers, len(jobs))) as pool:
-            results = pool.map(_encode_chunk, jobs)
+        out = _encode_forked(convs, template, tokenizer, settings, chunk, num_workers)
     else:
-        results = _encode_pipelined(jobs)
-    merged: dict[str, list[list[int]]] = {"input_ids": [], "labels": []}
-    stats = EncodeStats()
-    for enc, st in results:
-        merged["input_ids"] += enc["input_ids"]
-        merged["labels"] += enc["labels"]
-        stats.add(st)
-    out = TokenizedSet.from_lists(merged, stats)
+        merged: dict[str, list[list[int]]] = {"input_ids": [], "labels": []}
+        stats = EncodeStats()
+        for enc, st in _encode_pipelined(jobs):
+            merged["input_ids"] += enc["input_ids"]
+            merged["labels"] += enc["labels"]
+            stats.add(st)
+        out = TokenizedSet.from_lists(merged, stats)
     if path is not None:
         try:
             out.save(path)
         except OSError:
             pass  # caching is an optimisation; a read-only cache dir must not stop training
     return out
+
+
+def _encode_forked(
+    convs: list[Conversation], template: Any, tokenizer: Any, settings: dict, chunk: int, num_workers: int
+) -> TokenizedSet:
+    import multiprocessing as mp
+
+    global _inherited
+    bounds = [(i, min(i + chunk, len(convs))) for i in range(0, len(convs), chunk)]
+    _inherited = (convs, template, tokenizer, settings)
+    try:
+        # more processes than cores only adds contention (LLaMA-Factory's examples ask for 16)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        with mp.get_context("fork").Pool(max(1, min(num_workers, len(bounds), cores))) as pool:
+            return TokenizedSet.concat(pool.map(_encode_inherited, bounds))
+    finally:
+        _inherited = None
 
 
 def _text_chars(convs: list[Conversation]) -> int:
