@@ -200,3 +200,18 @@ def test_the_sample_compared_covers_every_batch(tiny_tokenizer):
         and checked[1] >= fastbpe.CHECK_MIN
         and 5000 // fastbpe.CHECK_EVERY <= checked[2] <= 60
     )
+
+
+def test_an_engine_error_turns_it_off_and_the_batch_is_redone(tiny_tokenizer, capsys):
+    backend = tiny_tokenizer.backend_tokenizer
+    engine = fastbpe.engine_for(backend)
+
+    def fail(pieces):
+        raise RuntimeError("match limit exceeded")
+
+    engine.encode = fail
+    starts = [starts_of(t) for t in CHAT]
+    assert _tokenize_pieces(backend, _added_token_split(backend), CHAT, starts) == _tokenize_whole(
+        backend, CHAT, starts
+    )
+    assert "match limit exceeded" in capsys.readouterr().err and fastbpe.engine_for(backend) is None

@@ -39,7 +39,9 @@ def engine(request, monkeypatch):
         return
     calls = []
     encode = fastbpe.FastBPE.encode
-    monkeypatch.setattr(fastbpe.FastBPE, "encode", lambda self, pieces: calls.append(1) or encode(self, pieces))
+    monkeypatch.setattr(
+        fastbpe.FastBPE, "encode", lambda self, pieces: calls.append(1) or encode(self, pieces)
+    )
     built = fastbpe.engine_for
     monkeypatch.setattr(fastbpe, "engine_for", lambda backend, build=True: built(backend))
     yield request.param

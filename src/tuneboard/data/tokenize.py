@@ -2,9 +2,9 @@
 
 Data layer, step 5 of the flow. Each conversation is rendered once by its template and tokenized as the
 whole text is (batched, fast tokenizer, character offsets; the pieces between added tokens such as
-<|im_start|> are encoded once per batch where that gives the same tokens), so tokens are exactly what the
-model sees at inference; a token is trained when its first character lies in a trained segment (reply text
-+ end-of-turn).
+<|im_start|> are encoded once per batch where that gives the same tokens, by fastokens where fastbpe.py
+applies), so tokens are exactly what the model sees at inference; a token is trained when its first
+character lies in a trained segment (reply text + end-of-turn).
 """
 
 from __future__ import annotations
@@ -183,10 +183,15 @@ def _encode_pieces(
     )
     fast = fastbpe.engine_for(backend, build=False)
     if fast is not None:
-        flat, offsets = fast.encode(pieces)
-        if not fast.agrees(pieces, flat, offsets):
-            fastbpe.disable(backend, "its ids differ from the tokenizers library's on this data")
+        try:
+            flat, offsets = fast.encode(pieces)
+        except Exception as err:  # e.g. a regex resource limit on a pathological text
+            fastbpe.disable(backend, f"it failed on this data: {err}")
             fast = None
+        else:
+            if not fast.agrees(pieces, flat, offsets):
+                fastbpe.disable(backend, "its ids differ from the tokenizers library's on this data")
+                fast = None
     if fast is None:
         # character offsets (a sixth of the Rust work) only for the pieces that hold a segment start
         marked = sorted({p for p, _ in wanted})
