@@ -239,10 +239,10 @@ def tokenize(
     if backend is not None and _text_chars(convs) >= fastbpe.WORTH_CHARS:
         fastbpe.engine_for(backend)  # built once, before chunks are handed to threads or forked workers
     chunk = 2000
-    jobs = [(convs[i : i + chunk], template, tokenizer, settings) for i in range(0, len(convs), chunk)]
-    if num_workers and num_workers > 1 and len(jobs) > 1:
+    if num_workers and num_workers > 1 and len(convs) > chunk:
         out = _encode_forked(convs, template, tokenizer, settings, chunk, num_workers)
     else:
+        jobs = [(convs[i : i + chunk], template, tokenizer, settings) for i in range(0, len(convs), chunk)]
         merged: dict[str, list[list[int]]] = {"input_ids": [], "labels": []}
         stats = EncodeStats()
         for enc, st in _encode_pipelined(jobs):
