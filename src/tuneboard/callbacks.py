@@ -20,11 +20,13 @@ LOG_FILE = "trainer_log.jsonl"
 
 
 class TokenCounter:
-    """Filled by the trainer's loss: tokens seen and trained since the start (this process)."""
+    """Filled by the trainer's loss: tokens seen and trained since the start (this process), and every
+    process's tokens as of the last logging step (summed by the trainer there)."""
 
     def __init__(self) -> None:
         self.tokens = 0
         self.trained = 0
+        self.all_tokens = 0
 
 
 class JsonlLogger(TrainerCallback):
@@ -59,8 +61,9 @@ class JsonlLogger(TrainerCallback):
             if logs.get("grad_norm") is not None:
                 rec["grad_norm"] = round(float(logs["grad_norm"]), 6)
             dt = max(now - self.last_time, 1e-9)
-            rec["tokens_per_second"] = round((self.counter.tokens - self.last_tokens) / dt, 2)
-            self.last_tokens, self.last_time = self.counter.tokens, now
+            rec["tokens"] = self.counter.all_tokens  # since this run started, all processes
+            rec["tokens_per_second"] = round((self.counter.all_tokens - self.last_tokens) / dt, 2)
+            self.last_tokens, self.last_time = self.counter.all_tokens, now
         if "eval_loss" in logs:
             rec["eval_loss"] = round(float(logs["eval_loss"]), 6)
             rec["eval_perplexity"] = round(math.exp(min(float(logs["eval_loss"]), 50)), 4)

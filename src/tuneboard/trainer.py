@@ -184,6 +184,16 @@ class SFTTrainer(Trainer):
             self.counter.trained += n_valid
         return (loss, None) if return_outputs else loss
 
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        if "loss" in logs:  # a training log: every rank gets here at the same step (the loss was gathered)
+            self.counter.all_tokens = self._all_ranks(self.counter.tokens)
+        super().log(logs, *args, **kwargs)
+
+    def _all_ranks(self, n: int) -> int:
+        if self.accelerator.num_processes == 1:
+            return n
+        return int(self.accelerator.reduce(torch.tensor(n, device=self.args.device), "sum").item())
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         with torch.no_grad():
             loss = self.compute_loss(model, dict(inputs))

@@ -81,6 +81,20 @@ def test_two_processes_give_the_losses_of_one(runs):
     assert len(set(one.values())) == STEPS  # the losses move: the comparison is not trivially equal
 
 
+def test_logged_tokens_count_every_process(runs):
+    """The same samples per step in both runs: the cumulative tokens (padding excluded) in trainer_log.jsonl
+    and the final tokens/s agree, so the 2-process figures are not rank 0's half."""
+
+    def tokens(run):
+        return {r["step"]: r["tokens"] for r in read_log(run) if "loss" in r}
+
+    one, two = tokens(runs["one"]), tokens(runs["two"])
+    assert one == two and one[1] > 0 and one[STEPS] > one[1]
+    results = {name: json.loads((runs[name] / "all_results.json").read_text()) for name in runs}
+    per_second = {name: r["train_tokens_per_second"] * r["train_runtime"] for name, r in results.items()}
+    assert abs(per_second["one"] - per_second["two"]) < 1e-3 * per_second["one"] + 1
+
+
 def test_rank_zero_writes_the_outputs(runs):
     run = runs["two"]
     results = json.loads((run / "all_results.json").read_text())

@@ -29,8 +29,19 @@ def test_full_run_writes_every_output_and_loss_falls(identity_full):
         assert expected in names, expected
     log = [r for r in read_log(identity_full) if "loss" in r]
     assert log[-1]["loss"] < log[0]["loss"] / 3
-    for key in ("step", "total_steps", "loss", "lr", "epoch", "tokens_per_second", "elapsed", "remaining"):
+    for key in (
+        "step",
+        "total_steps",
+        "loss",
+        "lr",
+        "epoch",
+        "tokens",
+        "tokens_per_second",
+        "elapsed",
+        "remaining",
+    ):
         assert key in log[0]
+    assert 0 < log[0]["tokens"] < log[-1]["tokens"]
     results = json.loads((identity_full / "all_results.json").read_text())
     for key in ("train_runtime", "train_loss", "train_samples_per_second", "train_tokens_per_second"):
         assert results[key] > 0
