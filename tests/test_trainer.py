@@ -118,3 +118,23 @@ def test_group_by_length_pads_less(model, tmp_path):
         seen[grouped] = sorted(int(n) for m in mask for n in m.sum(dim=1))
     assert seen[True] == seen[False] == sorted(len(r) for r in rows)
     assert padding[True] < 0.6 * padding[False], padding  # HF groups within megabatches: some padding stays
+
+
+def test_preflight_warns_that_tool_definitions_are_not_rendered(tmp_path, capsys):
+    import json
+
+    from tuneboard import config, train
+
+    data = tmp_path / "tools.json"
+    tool = [{"name": "get_weather", "parameters": {"type": "object", "properties": {}}}]
+    records = [{"instruction": "天气？", "output": "晴", "tools": tool}] * 2 + [
+        {"instruction": "hi", "output": "ok"}
+    ]
+    data.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    cfg, _ = config.from_dict(
+        {"model_name_or_path": "builtin:tiny", "dataset": str(data), "output_dir": str(tmp_path / "out")}
+    )
+    train_convs, _ = train.preflight(cfg)
+    assert len(train_convs) == 3
+    err = capsys.readouterr().err
+    assert "warning: 2 records carry tools" in err and "NOT rendered" in err

@@ -18,6 +18,7 @@ from typing import Any
 
 from .config import Config, replace
 from .data.loader import DataBundle, load_split, prepare_datasets
+from .data.rendering import TOOLS_NOT_RENDERED
 from .data.templates import get_template
 from .errors import ConfigError, TuneboardError
 from .files import unwritable_reason, write_error
@@ -159,7 +160,11 @@ def preflight(cfg: Config) -> tuple[list[Any], list[Any]]:
     check_source(cfg)
     if cfg.template not in (None, "", "auto"):
         get_template(cfg.template)
-    return load_split(cfg)
+    train, val = load_split(cfg)
+    with_tools = sum(1 for c in (*train, *val) if c.tools)
+    if with_tools:
+        warn(f"{with_tools} records carry tools (function definitions): {TOOLS_NOT_RENDERED}")
+    return train, val
 
 
 def world_size() -> int:

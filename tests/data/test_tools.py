@@ -311,6 +311,18 @@ def test_check_reports_problems_duplicates_empty_and_unmapped(tmp_path):
     assert "duplicates: 1, empty outputs: 1" in text
     assert "fields no column maps (NOT trained on): category (1 records), id (1 records)" in text
     assert "problem: record 2: missing required field 'output'" in text
+    assert report["with_tools"] == 0 and "with tools" not in text
+
+
+def test_check_says_tool_definitions_are_not_rendered(tmp_path):
+    tool = [{"name": "get_weather", "parameters": {"type": "object", "properties": {}}}]
+    records = [
+        {"instruction": "天气？", "output": "晴", "tools": tool},
+        {"instruction": "hi", "output": "hello"},
+    ]
+    report = tools.check(spec_for_path(write_json(tmp_path / "t.json", records)))
+    assert report["with_tools"] == 1 and report["unmapped_fields"] == {}
+    assert "with tools: 1 records; their tool definitions are NOT rendered" in tools.format_check(report)
 
 
 def test_check_token_lengths(tmp_path, tiny_tokenizer):

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 
 from .formats import ASSISTANT, PROMPT_ROLES, USER, Conversation
 
+# a conversation's `tools` (function definitions) are read and kept, but no template renders them yet
+TOOLS_NOT_RENDERED = "their tool definitions are NOT rendered by the templates yet (trained without them)"
+
 _PLACEHOLDER = re.compile(r"\{(content|system|eos)\}")
 
 

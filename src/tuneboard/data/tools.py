@@ -19,6 +19,7 @@ from .formats import SHAREGPT_TAGS, mapped_fields, to_conversation
 from .loader import sniff_formatting
 from .readers import read_file, read_records
 from .registry import INFO_FILE, DatasetSpec, read_registry, resolve, spec_for_path, spec_from_entry
+from .rendering import TOOLS_NOT_RENDERED
 from .tokenize import IGNORE, encode
 
 PLACEHOLDER = re.compile(r"\{\{(name|author)\}\}")
@@ -161,6 +162,7 @@ def check(spec: DatasetSpec, tokenizer: Any = None, template: Any = None, cutoff
         "empty_outputs": empty,
         "with_system": sum(1 for c in convs if c.system),
         "multi_turn": sum(1 for c in convs if len(c.messages) > 2),
+        "with_tools": sum(1 for c in convs if c.tools),
         "unmapped_fields": dict(unmapped),
     }
     if tokenizer is not None and template is not None and convs:
@@ -192,6 +194,8 @@ def format_check(report: dict) -> str:
     if report["unmapped_fields"]:
         fields = ", ".join(f"{k} ({n} records)" for k, n in report["unmapped_fields"].items())
         lines.append(f"  fields no column maps (NOT trained on): {fields}")
+    if report.get("with_tools"):
+        lines.append(f"  with tools: {report['with_tools']} records; {TOOLS_NOT_RENDERED}")
     for p in report["problems"][:20]:
         lines.append(f"  problem: {p}")
     if len(report["problems"]) > 20:

@@ -69,6 +69,8 @@ def check_tables(lang: str, report: dict[str, Any]) -> tuple[pd.DataFrame, pd.Da
     if report["unmapped_fields"]:
         fields = ", ".join(f"{k} ({n})" for k, n in report["unmapped_fields"].items())
         rows.append((t(lang, "check.unmapped"), fields))
+    if report.get("with_tools"):
+        rows.append((t(lang, "check.with_tools"), report["with_tools"]))
     summary = pd.DataFrame(
         [(a, str(b)) for a, b in rows], columns=[t(lang, "col.item"), t(lang, "col.value")]
     )
