@@ -40,6 +40,17 @@ def engine_for(backend: Any, build: bool = True) -> FastBPE | None:
     return _engines[key][1]
 
 
+def build_if_worth(tokenizer: Any, convs: list[Any]) -> None:
+    """Build the engine for a transformers tokenizer when these conversations hold enough text to repay it
+    (once, before chunks go to threads or forked workers, which then find it built)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return
+    chars = sum(len(c.system or "") + sum(len(m.content) for m in c.messages) for c in convs)
+    if chars >= WORTH_CHARS:
+        engine_for(backend)
+
+
 def clear() -> None:
     """Forget every built engine (the benchmark times each run from a cold start)."""
     _engines.clear()

@@ -235,9 +235,7 @@ def tokenize(
             return TokenizedSet.load(path)
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache entry is rebuilt
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None and _text_chars(convs) >= fastbpe.WORTH_CHARS:
-        fastbpe.engine_for(backend)  # built once, before chunks are handed to threads or forked workers
+    fastbpe.build_if_worth(tokenizer, convs)
     chunk = 2000
     if num_workers and num_workers > 1 and len(convs) > chunk:
         out = _encode_forked(convs, template, tokenizer, settings, chunk, num_workers)
@@ -273,10 +271,6 @@ def _encode_forked(
             return TokenizedSet.concat(pool.map(_encode_inherited, bounds))
     finally:
         _inherited = None
-
-
-def _text_chars(convs: list[Conversation]) -> int:
-    return sum(len(c.system or "") + sum(len(m.content) for m in c.messages) for c in convs)
 
 
 class PackedSet:

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import DataError
 from ..files import write_json_atomic
+from . import fastbpe
 from .formats import SHAREGPT_TAGS, mapped_fields, to_conversation
 from .loader import sniff_formatting
 from .readers import read_file, read_records
@@ -166,6 +167,7 @@ def check(spec: DatasetSpec, tokenizer: Any = None, template: Any = None, cutoff
         "unmapped_fields": dict(unmapped),
     }
     if tokenizer is not None and template is not None and convs:
+        fastbpe.build_if_worth(tokenizer, convs)
         enc, _ = encode(convs, template, tokenizer, cutoff_len=10**9)
         lengths = sorted(len(x) for x in enc["input_ids"])
         q = statistics.quantiles(lengths, n=10) if len(lengths) > 1 else [lengths[0]] * 9
