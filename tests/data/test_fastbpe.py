@@ -6,6 +6,7 @@ test_tokenize_pieces.py (the `engine` fixture)."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -91,7 +92,7 @@ def test_turned_off_by_the_environment_or_when_not_installed(tiny_tokenizer, mon
     assert fastbpe.engine_for(backend) is None
     monkeypatch.delenv("TUNEBOARD_FAST_BPE")
     fastbpe.clear()
-    monkeypatch.setitem(__import__("sys").modules, "fastokens", None)  # import fails
+    monkeypatch.setitem(sys.modules, "fastokens", None)  # import fails
     assert fastbpe.engine_for(backend) is None
 
 
