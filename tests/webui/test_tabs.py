@@ -29,6 +29,11 @@ def test_check_report_as_localized_tables():
     assert list(summary.columns) == ["项目", "值"]
     assert ("超过截断长度（16）", "1") in set(map(tuple, summary.values))
     assert problems.values.tolist() == [["record 2: no output"]]
+    assert not any("tools" in k or "工具" in k for k, _ in summary.values)
+    summary, _ = check_tables("en", {**report, "with_tools": 2})
+    assert ("records with tools (tool definitions not rendered yet, trained without them)", "2") in set(
+        map(tuple, summary.values)
+    )
 
 
 def test_loss_frame_and_progress(tmp_path):
