@@ -216,3 +216,23 @@ def test_an_engine_error_turns_it_off_and_the_batch_is_redone(tiny_tokenizer, ca
         backend, CHAT, starts
     )
     assert "match limit exceeded" in capsys.readouterr().err and fastbpe.engine_for(backend) is None
+
+
+def test_prepare_datasets_lets_the_engine_go_before_training(
+    tiny_tokenizer, tmp_path, token_cache, monkeypatch
+):
+    from tuneboard.config import Config
+    from tuneboard.data.templates import get_template
+
+    rows = [{"instruction": f"问题 {i}", "output": "先检查是否浇水过多。"} for i in range(30)]
+    (tmp_path / "a.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    monkeypatch.setattr(fastbpe, "WORTH_CHARS", 100)
+    builds = []
+    engine_for = fastbpe.engine_for
+    monkeypatch.setattr(
+        fastbpe, "engine_for", lambda b, build=True: builds.append(build) or engine_for(b, build)
+    )
+    cfg = Config(dataset=str(tmp_path / "a.json"), template="qwen", cutoff_len=64, val_size=0.2)
+    bundle = loader.prepare_datasets(cfg, tiny_tokenizer, get_template("qwen"))
+    assert len(bundle.train) == 24 and builds.count(True) >= 1  # built for the training set
+    assert engine_for(tiny_tokenizer.backend_tokenizer, build=False) is None  # and let go before training

@@ -331,6 +331,7 @@ def prepare_datasets(
             f"cutoff_len={cfg.cutoff_len} (e.g. {', '.join(train.stats.dropped_examples[:2])})"
         )
     eval_set = tokenize(val_convs, template, tokenizer, **kw) if val_convs else None
+    fastbpe.clear()  # its tables (~160 MB for Qwen2's vocabulary) are not needed while training
     if eval_set is not None and len(eval_set) == 0:
         raise DataError(
             f"no evaluation samples left: all {eval_set.stats.records} records lost every trained token to "
