@@ -305,3 +305,26 @@ def test_conversation_turns_pair_prompts_and_replies():
         [Message(USER, "a"), Message(ASSISTANT, "b"), Message(USER, "c"), Message(ASSISTANT, "d")]
     )
     assert [(u.content, a.content) for u, a in conv.turns] == [("a", "b"), ("c", "d")]
+
+
+# ---- text that is not valid Unicode
+
+
+def test_a_lone_surrogate_is_named_by_record_and_place():
+    """json.loads turns an unpaired "\\ud83d" escape into a lone surrogate, which no tokenizer can encode."""
+    bad = json.loads('"ok \\ud83d"')
+    cases = [
+        (lambda: alpaca({"instruction": "q", "output": "a", "system": bad}), "system holds a lone surrogate"),
+        (
+            lambda: sharegpt(
+                {"conversations": [{"from": "human", "value": bad}, {"from": "gpt", "value": "a"}]}
+            ),
+            "message 0 (user) holds a lone surrogate '\\ud83d' at character 3",
+        ),
+    ]
+    for make, message in cases:
+        with pytest.raises(DataError) as err:
+            make()
+        assert str(err.value).startswith(W) and message in str(err.value)
+    paired = json.loads('"ok \\ud83d\\ude00"')  # a pair is one character, which is fine
+    assert alpaca({"instruction": paired, "output": "a"}).messages[0].content == "ok 😀"

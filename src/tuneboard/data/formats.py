@@ -197,8 +197,25 @@ def to_conversation(
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected an object, got {type(record).__name__}")
     if formatting == "alpaca":
-        return from_alpaca(record, columns, where)
-    return from_sharegpt(record, columns, tags, where)
+        conv = from_alpaca(record, columns, where)
+    else:
+        conv = from_sharegpt(record, columns, tags, where)
+    _check_unicode(conv, where)
+    return conv
+
+
+def _check_unicode(conv: Conversation, where: str) -> None:
+    """An unpaired "\\ud800"-style escape in a JSON file becomes a lone surrogate, which no tokenizer can
+    encode: name it here, by record and place, rather than deep inside tokenization."""
+    for k, text in enumerate([conv.system, conv.tools, *(m.content for m in conv.messages)]):
+        try:
+            text.encode("utf-8")  # C speed; a search for the surrogate range costs ten times more
+        except UnicodeEncodeError as err:
+            name = ("system", "tools")[k] if k < 2 else f"message {k - 2} ({conv.messages[k - 2].role})"
+            raise DataError(
+                f"{where}: {name} holds a lone surrogate {ascii(text[err.start])} at character {err.start}, "
+                "which is not valid Unicode text (an unpaired \\uD800-\\uDFFF escape in the file?)"
+            ) from None
 
 
 def mapped_fields(formatting: str, columns: dict[str, str], tags: dict[str, str]) -> set[str]:
