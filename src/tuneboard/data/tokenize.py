@@ -138,6 +138,7 @@ def _tokenize_pieces(
     pattern, added = split
     index: dict[str, int] = {}
     layouts = []  # per text: pieces (index into the unique ones, or ~id of an added token), segment starts
+    wanted: set[tuple[int, int]] = set()  # (piece, character) where a segment starts inside a piece
     for text, st in zip(texts, starts, strict=True):
         refs: list[int] = []
         marks: list[tuple[int, int]] = []  # (piece number, offset of the segment start inside it)
@@ -155,11 +156,13 @@ def _tokenize_pieces(
             end = pos + len(part)
             while k < n_st and st[k] < end:
                 marks.append((len(refs) - 1, st[k] - pos))
+                if refs[-1] >= 0:
+                    wanted.add((refs[-1], st[k] - pos))
                 k += 1
             pos = end
         marks += [(-1, 0)] * (n_st - k)  # starts at or past the end (empty trailing segments)
         layouts.append((refs, marks))
-    piece_ids, first = _encode_pieces(backend, list(index), layouts)
+    piece_ids, first = _encode_pieces(backend, list(index), sorted(wanted))
     out: list = []
     redo = []
     for i, (refs, marks) in enumerate(layouts):
@@ -174,13 +177,10 @@ def _tokenize_pieces(
 
 
 def _encode_pieces(
-    backend: Any, pieces: list[str], layouts: list[tuple[list[int], list[tuple[int, int]]]]
+    backend: Any, pieces: list[str], wanted: list[tuple[int, int]]
 ) -> tuple[list[list[int]], dict[tuple[int, int], int | None]]:
-    """Ids of each distinct piece, and for each (piece, character) where a segment starts, the index of the
-    segment's first token inside the piece (None: no token holds that character)."""
-    wanted = sorted(
-        {(refs[j], rel) for refs, marks in layouts for j, rel in marks if j >= 0 and refs[j] >= 0}
-    )
+    """Ids of each distinct piece, and for each `wanted` (piece, character) where a segment starts, the index
+    of the segment's first token inside the piece (None: no token holds that character)."""
     fast = fastbpe.engine_for(backend, build=False)
     if fast is not None:
         try:
