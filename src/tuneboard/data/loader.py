@@ -133,9 +133,10 @@ class TokenizedSet:
             stats.add(part.stats)
             offsets.append(part.offsets[1:] + base)
             base += int(part.offsets[-1])
+        none = np.zeros(0, np.int32)  # no parts: an empty set
         return cls(
-            np.concatenate([p.ids for p in parts]),
-            np.concatenate([p.labels for p in parts]),
+            np.concatenate([none, *(p.ids for p in parts)]),
+            np.concatenate([none, *(p.labels for p in parts)]),
             np.concatenate(offsets),
             stats,
         )
@@ -238,16 +239,11 @@ def tokenize(
     fastbpe.build_if_worth(tokenizer, convs)
     chunk = 2000
     if num_workers and num_workers > 1 and len(convs) > chunk:
-        out = _encode_forked(convs, template, tokenizer, settings, chunk, num_workers)
+        parts = _encode_forked(convs, template, tokenizer, settings, chunk, num_workers)
     else:
         jobs = [(convs[i : i + chunk], template, tokenizer, settings) for i in range(0, len(convs), chunk)]
-        merged: dict[str, list[list[int]]] = {"input_ids": [], "labels": []}
-        stats = EncodeStats()
-        for enc, st in _encode_pipelined(jobs):
-            merged["input_ids"] += enc["input_ids"]
-            merged["labels"] += enc["labels"]
-            stats.add(st)
-        out = TokenizedSet.from_lists(merged, stats)
+        parts = [TokenizedSet.from_lists(enc, st) for enc, st in _encode_pipelined(jobs)]
+    out = TokenizedSet.concat(parts)
     if path is not None:
         try:
             out.save(path)
@@ -258,7 +254,7 @@ def tokenize(
 
 def _encode_forked(
     convs: list[Conversation], template: Any, tokenizer: Any, settings: dict, chunk: int, num_workers: int
-) -> TokenizedSet:
+) -> list[TokenizedSet]:
     import multiprocessing as mp
 
     global _inherited
@@ -268,7 +264,7 @@ def _encode_forked(
         # more processes than cores only adds contention (LLaMA-Factory's examples ask for 16)
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         with mp.get_context("fork").Pool(max(1, min(num_workers, len(bounds), cores))) as pool:
-            return TokenizedSet.concat(pool.map(_encode_inherited, bounds))
+            return pool.map(_encode_inherited, bounds)
     finally:
         _inherited = None
 

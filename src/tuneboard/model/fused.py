@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IGNORE = -100
+from ..data.tokenize import IGNORE
+
 # Causal LMs whose forward is exactly `logits = lm_head(hidden[:, keep])` (no softcapping or logit scaling).
 PLAIN_HEAD_MODELS = {"llama", "qwen2", "qwen3", "mistral", "glm4", "phi3"}
 SWIGLU_MLPS = {"LlamaMLP", "Qwen2MLP", "Qwen3MLP", "MistralMLP"}  # forward: down(act(gate(x)) * up(x))
