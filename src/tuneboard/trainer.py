@@ -186,13 +186,15 @@ class SFTTrainer(Trainer):
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         if "loss" in logs:  # a training log: every rank gets here at the same step (the loss was gathered)
-            self.counter.all_tokens = self._all_ranks(self.counter.tokens)
+            (self.counter.all_tokens,) = self._all_ranks(self.counter.tokens)
         super().log(logs, *args, **kwargs)
 
-    def _all_ranks(self, n: int) -> int:
+    def _all_ranks(self, *counts: int) -> list[int]:
+        """These counts summed over every process (a collective: all ranks must call it together)."""
         if self.accelerator.num_processes == 1:
-            return n
-        return int(self.accelerator.reduce(torch.tensor(n, device=self.args.device), "sum").item())
+            return list(counts)
+        summed = self.accelerator.reduce(torch.tensor(counts, device=self.args.device), "sum")
+        return [int(x) for x in summed.tolist()]
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         with torch.no_grad():
@@ -309,9 +311,7 @@ class SFTTrainer(Trainer):
         self.save_final(out)
         metrics = dict(self.train_output.metrics)
         steps = max(self.state.global_step, 1)
-        tokens, trained = self.accelerator.reduce(  # all processes' tokens
-            torch.tensor([self.counter.tokens, self.counter.trained], device=self.args.device), "sum"
-        ).tolist()
+        tokens, trained = self._all_ranks(self.counter.tokens, self.counter.trained)
         results = {
             "train_runtime": round(runtime, 4),
             "train_loss": metrics.get("train_loss"),
