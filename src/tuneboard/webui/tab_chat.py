@@ -14,7 +14,7 @@ import gradio as gr
 from ..config import from_dict
 from .common import Ctx, error_text, model_settings, ok_text, with_hub
 from .locales import t
-from .webchat import gen_controls, gen_settings, to_messages
+from .webchat import gen_controls, gen_settings, note, to_messages
 
 
 class Loaded:
@@ -49,6 +49,34 @@ def info_text(lang: str) -> str:
     return t(lang, "chat.loaded", model=LOADED.desc)
 
 
+def respond(lang: str, message: str, history: list, system: str, max_new, temperature, top_p, rep):
+    """Stream the loaded model's reply into the chat; an empty reply or a failure shows as a note."""
+    engine = LOADED.engine
+    if engine is None:
+        gr.Warning(t(lang, "chat.none"))
+        yield history, message
+        return
+    if not (message or "").strip():
+        yield history, ""
+        return
+    history = [*(history or []), {"role": "user", "content": message}]  # earlier notes stay in view
+    messages = to_messages(history)
+    history.append({"role": "assistant", "content": ""})
+    yield history, ""
+    try:
+        for piece in engine.stream(
+            messages, system=system or None, **gen_settings(max_new, temperature, top_p, rep)
+        ):
+            history[-1]["content"] += piece
+            yield history, ""
+    except Exception as exc:
+        shown = history if history[-1]["content"].strip() else history[:-1]
+        yield [*shown, note(lang, "chat.error", error_text(lang, exc))], ""
+        return
+    if not history[-1]["content"].strip():  # else an invisible bubble: the reply seems lost
+        yield [*history[:-1], note(lang, "chat.empty")], ""
+
+
 def build(ctx: Ctx) -> dict[str, Any]:
     ui = ctx.ui
     with ui.tab("tab.chat", id="chat", elem_id="tab-chat") as tab:
@@ -78,28 +106,6 @@ def build(ctx: Ctx) -> dict[str, Any]:
     def do_unload(lang: str) -> str:
         LOADED.unload()
         return info_text(lang)
-
-    def respond(lang: str, message: str, history: list, system: str, max_new, temperature, top_p, rep):
-        engine = LOADED.engine
-        if engine is None:
-            gr.Warning(t(lang, "chat.none"))
-            yield history, message
-            return
-        if not (message or "").strip():
-            yield history, ""
-            return
-        messages = [*to_messages(history), {"role": "user", "content": message}]
-        history = [*messages, {"role": "assistant", "content": ""}]
-        yield history, ""
-        try:
-            for piece in engine.stream(
-                messages, system=system or None, **gen_settings(max_new, temperature, top_p, rep)
-            ):
-                history[-1]["content"] += piece
-                yield history, ""
-        except Exception as exc:
-            history[-1]["content"] += f"\n\n{error_text(lang, exc)}"
-            yield history, ""
 
     load.click(do_load, [ctx.lang, *ctx.top], info, concurrency_limit=1)
     unload.click(do_unload, ctx.lang, info)

@@ -12,7 +12,7 @@ from typing import Any
 import gradio as gr
 
 from ..config import Config
-from .locales import LANGS, table
+from .locales import LANGS, normalize, t, table
 from .server import launch
 
 
@@ -27,15 +27,32 @@ def text_of(content: Any) -> str:
     return "" if content is None else str(content)
 
 
+def note(lang: str | None, key: str, detail: str = "") -> dict[str, Any]:
+    """A line from tuneboard in the conversation (an empty reply, an error). Its metadata title makes
+    gradio show it apart from the model's words, and to_messages leaves it out of the model's context."""
+    return {
+        "role": "assistant",
+        "content": detail or t(lang, f"{key}.detail"),
+        "metadata": {"title": t(lang, key)},
+    }
+
+
+def _get(m: Any, name: str) -> Any:
+    return m.get(name) if isinstance(m, dict) else getattr(m, name, None)
+
+
 def to_messages(history: list[Any]) -> list[dict[str, str]]:
-    """Chatbot history -> OpenAI-style user/assistant messages (empty and non-text entries dropped)."""
-    out = []
+    """Chatbot history -> OpenAI-style user/assistant messages for the model: empty, non-text and note
+    entries dropped, and a user message that got no reply (empty, failed, stopped) left out, so that
+    the turns still alternate as ChatEngine requires."""
+    out: list[dict[str, str]] = []
     for m in history or []:
-        role = m.get("role") if isinstance(m, dict) else getattr(m, "role", None)
-        content = m.get("content") if isinstance(m, dict) else getattr(m, "content", None)
-        text = text_of(content)
-        if role in ("user", "assistant") and text:
-            out.append({"role": role, "content": text})
+        role, text, meta = _get(m, "role"), text_of(_get(m, "content")), _get(m, "metadata")
+        if role not in ("user", "assistant") or not text or (meta and _get(meta, "title")):
+            continue
+        if role == "user" and out and out[-1]["role"] == "user":
+            out.pop()
+        out.append({"role": role, "content": text})
     return out
 
 
@@ -89,21 +106,30 @@ def gen_settings(max_new: float, temperature: float, top_p: float, rep: float) -
     )
 
 
-def build(engine: Any) -> tuple[gr.Blocks, gr.I18n]:
-    i18n = gr.I18n(**{lang: table(lang) for lang in LANGS})
+def replier(engine: Any):
+    """The chat page's handler: streams the reply; an empty one ends as a note in the browser's language."""
 
-    def respond(message: str, history: list, system: str, max_new, temperature, top_p, rep) -> Iterator[str]:
-        messages = [*to_messages(history), {"role": "user", "content": message}]
+    def respond(
+        message: str, history: list, system: str, max_new, temperature, top_p, rep, request: gr.Request
+    ) -> Iterator[Any]:
+        messages = to_messages([*history, {"role": "user", "content": message}])
         text = ""
         for piece in engine.stream(
             messages, system=system or None, **gen_settings(max_new, temperature, top_p, rep)
         ):
             text += piece
             yield text
+        if not text.strip():
+            yield note(normalize(request.headers.get("accept-language")), "chat.empty")
 
+    return respond
+
+
+def build(engine: Any) -> tuple[gr.Blocks, gr.I18n]:
+    i18n = gr.I18n(**{lang: table(lang) for lang in LANGS})
     with gr.Blocks(title="tuneboard webchat", analytics_enabled=False) as demo:
         gr.ChatInterface(
-            respond,
+            replier(engine),
             title=f"tuneboard · {engine.name}",
             additional_inputs=gen_controls(i18n, cfg=engine.cfg, render=False),
             additional_inputs_accordion=gr.Accordion(label=i18n("chat.settings"), open=True, render=False),
