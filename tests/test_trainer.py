@@ -120,10 +120,12 @@ def test_group_by_length_pads_less(model, tmp_path):
     assert padding[True] < 0.6 * padding[False], padding  # HF groups within megabatches: some padding stays
 
 
-def test_preflight_warns_that_tool_definitions_are_not_rendered(tmp_path, capsys):
+def test_a_template_that_does_not_render_tool_definitions_is_named(tmp_path, capsys):
     import json
 
     from tuneboard import config, train
+    from tuneboard.data.jinja import JinjaTemplate
+    from tuneboard.data.templates import get_template
 
     data = tmp_path / "tools.json"
     tool = [{"name": "get_weather", "parameters": {"type": "object", "properties": {}}}]
@@ -134,7 +136,14 @@ def test_preflight_warns_that_tool_definitions_are_not_rendered(tmp_path, capsys
     cfg, _ = config.from_dict(
         {"model_name_or_path": "builtin:tiny", "dataset": str(data), "output_dir": str(tmp_path / "out")}
     )
-    train_convs, _ = train.preflight(cfg)
-    assert len(train_convs) == 3
+    convs = train.preflight(cfg)
+    assert len(convs[0]) == 3
+    train.warn_unrendered_tools(convs, get_template("qwen"))
+    assert capsys.readouterr().err == ""
+    train.warn_unrendered_tools(convs, get_template("llama3"))
     err = capsys.readouterr().err
-    assert "warning: 2 records carry tools" in err and "NOT rendered" in err
+    assert (
+        "warning: 2 records carry tools (function definitions), which template llama3 does not render" in err
+    )
+    train.warn_unrendered_tools(convs, JinjaTemplate("{% for m in messages %}{{ m['content'] }}{% endfor %}"))
+    assert "which template auto does not render" in capsys.readouterr().err

@@ -18,8 +18,7 @@ from typing import Any
 
 from .config import Config, replace
 from .data.loader import DataBundle, load_split, prepare_datasets
-from .data.rendering import TOOLS_NOT_RENDERED
-from .data.templates import get_template
+from .data.templates import get_template, tool_templates
 from .errors import ConfigError, TuneboardError
 from .files import unwritable_reason, write_error
 from .model.adapters import count_parameters, prepare
@@ -160,11 +159,17 @@ def preflight(cfg: Config) -> tuple[list[Any], list[Any]]:
     check_source(cfg)
     if cfg.template not in (None, "", "auto"):
         get_template(cfg.template)
-    train, val = load_split(cfg)
-    with_tools = sum(1 for c in (*train, *val) if c.tools)
-    if with_tools:
-        warn(f"{with_tools} records carry tools (function definitions): {TOOLS_NOT_RENDERED}")
-    return train, val
+    return load_split(cfg)
+
+
+def warn_unrendered_tools(conversations: tuple[list, list], template: Any) -> None:
+    """Tool definitions a template does not write are not trained on: say so once."""
+    with_tools = sum(1 for c in (*conversations[0], *conversations[1]) if c.tools)
+    if with_tools and not template.renders_tools:
+        warn(
+            f"{with_tools} records carry tools (function definitions), which template {template.name} does not "
+            f"render: they are trained without them (templates {', '.join(tool_templates())} render them)"
+        )
 
 
 def world_size() -> int:
@@ -308,6 +313,8 @@ def run(cfg: Config, conversations: tuple[list[Any], list[Any]] | None = None) -
         tokenizer = load_tokenizer(source.base_dir, cfg)
         template = pick_template(cfg.template, tokenizer, source.base_dir)
         first = args.local_process_index == 0
+        if first:
+            warn_unrendered_tools(conversations, template)
         data = prepare_datasets(
             cfg if first else replace(cfg, overwrite_cache=False), tokenizer, template, conversations
         )

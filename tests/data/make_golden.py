@@ -13,6 +13,12 @@ Hugging Face API dumps, project fixtures). The official Jinja is not part of thi
 CHECKED_AGAINST names the template used per tuneboard template: 256 renders, 0 differences. Mistral:
 the official text of a finished conversation drops the system prompt, so there the check folded the
 system into the last user message (what the official template renders at generation time).
+
+The cases with tool definitions ("tools", "tools_parallel_system") were checked the same way in 2026-11
+(transformers 5, `tools=` and assistant `tool_calls` as the official templates read them) for qwen, qwen3
+(both variants) and qwen3_nothink: 132 renders, 3 differences, all one deliberate one: Qwen2.5's template
+writes call arguments given as a JSON string as a quoted string; tuneboard writes them as given, as
+Qwen3's template does (the model is meant to produce an object there).
 """
 
 from __future__ import annotations
@@ -47,6 +53,15 @@ CHECKED_AGAINST = {
 }
 
 U, A, OBS, F = "user", "assistant", "observation", "function"
+WEATHER = {
+    "name": "get_weather",
+    "description": "查询城市的当前天气",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+TOOLS = {  # conversation name -> its `tools` text (LLaMA-Factory's bare definitions, or OpenAI's form)
+    "tools": json.dumps([WEATHER], ensure_ascii=False),
+    "tools_parallel_system": json.dumps([{"type": "function", "function": WEATHER}], ensure_ascii=False),
+}
 CONVERSATIONS: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("single", "", [(U, "What is the capital of France?"), (A, "The capital of France is Paris.")]),
     (
@@ -110,13 +125,36 @@ CONVERSATIONS: list[tuple[str, str, list[tuple[str, str]]]] = [
             (A, "It is 21°C in Paris."),
         ],
     ),
+    (
+        "tools",
+        "",
+        [
+            (U, "Weather in Paris?"),
+            (F, '{"name": "get_weather", "arguments": {"city": "Paris"}}'),
+            (OBS, '{"temperature": 21}'),
+            (A, "It is 21°C in Paris."),
+        ],
+    ),
+    (
+        "tools_parallel_system",
+        "You check the weather.",
+        [
+            (U, "巴黎和罗马的天气？"),
+            (
+                F,
+                '[{"name": "get_weather", "arguments": {"city": "巴黎"}}, {"name": "get_weather", "arguments": "{\\"city\\": \\"罗马\\"}"}]',
+            ),
+            (OBS, '[{"temperature": 21}, {"temperature": 25}]'),
+            (A, "巴黎 21°C，罗马 25°C。"),
+        ],
+    ),
 ]
 
 VARIANTS: dict[str, list[dict]] = {"qwen3": [{}, {"enable_thinking": False}]}
 
 
-def conversation(system: str, messages: list[tuple[str, str]]) -> Conversation:
-    return Conversation([Message(r, c) for r, c in messages], system=system)
+def conversation(system: str, messages: list[tuple[str, str]], tools: str = "") -> Conversation:
+    return Conversation([Message(r, c) for r, c in messages], system=system, tools=tools)
 
 
 def spans(t: Template, conv: Conversation, **kw) -> tuple[str, list[list[int]]]:
@@ -133,13 +171,15 @@ def spans(t: Template, conv: Conversation, **kw) -> tuple[str, list[list[int]]]:
 
 
 def case(t: Template, name: str, system: str, messages: list[tuple[str, str]], variant: dict) -> dict:
-    conv = conversation(system, messages)
+    tools = TOOLS.get(name, "")
+    conv = conversation(system, messages, tools)
     text, trained = spans(t, conv)
-    head = conversation(system, messages[:-1])
+    head = conversation(system, messages[:-1], tools)
+    recorded = {"system": system, "messages": [{"role": r, "content": c} for r, c in messages]}
     out = {
         "name": name,
         "variant": variant,
-        "conversation": {"system": system, "messages": [{"role": r, "content": c} for r, c in messages]},
+        "conversation": {**recorded, "tools": tools} if tools else recorded,
         "text": text,
         "trained": trained,
         "trained_text": [text[a:b] for a, b in trained],

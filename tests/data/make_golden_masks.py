@@ -39,6 +39,18 @@ CONVERSATIONS = {
             (A, "21°C."),
         ],
     ),
+    "tool_definitions": (
+        "查天气。",
+        [
+            (U, "巴黎天气？"),
+            (F, '{"name": "w", "arguments": {"city": "巴黎"}}'),
+            (OBS, '{"t": 21}'),
+            (A, "21°C。"),
+        ],
+    ),
+}
+TOOLS = {
+    "tool_definitions": '[{"name": "w", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]'
 }
 SETTINGS = {
     "default": {},
@@ -62,7 +74,8 @@ def cases(tokenizer, template_name: str) -> list[dict]:
     template = resolve_template(template_name, None, tokenizer.eos_token)
     out = []
     for conv_name, (system, msgs) in CONVERSATIONS.items():
-        conv = Conversation([Message(r, c) for r, c in msgs], system=system)
+        tools = TOOLS.get(conv_name, "")
+        conv = Conversation([Message(r, c) for r, c in msgs], system=system, tools=tools)
         for setting, kw in SETTINGS.items():
             kw = {"cutoff_len": 4096, **kw}
             enc, _ = encode([conv], template, tokenizer, **kw)
@@ -73,6 +86,7 @@ def cases(tokenizer, template_name: str) -> list[dict]:
                     "setting": setting,
                     "system": system,
                     "messages": [{"role": r, "content": c} for r, c in msgs],
+                    **({"tools": tools} if tools else {}),
                     "kwargs": kw,
                     "tokens": len(ids),
                     "trained": sum(1 for lab in labels if lab != IGNORE),

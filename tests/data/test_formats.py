@@ -276,6 +276,7 @@ def test_openai_tool_calls_are_not_dropped(content):
         ]
     }
     conv = openai(rec)
+    assert conv.messages[1].role == FUNCTION  # a reply made of calls
     assert json.loads(conv.messages[1].content) == calls
 
 

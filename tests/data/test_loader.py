@@ -132,6 +132,23 @@ def test_llamafactory_directory_tokenizes(lf_data_dir, tiny_tokenizer, token_cac
     )
 
 
+def test_tool_definitions_and_calls_are_trained_as_qwen_writes_them(lf_data_dir, tiny_tokenizer):
+    convs, _ = load_conversations(["weather_toolcall"], lf_data_dir)
+    ts = tokenize(convs, QWEN, tiny_tokenizer, cutoff_len=1024)
+    ids, labels = ts[0]["input_ids"], ts[0]["labels"]
+    text = tiny_tokenizer.decode(ids)
+    assert text.startswith(
+        "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+    )
+    assert (
+        '<tools>\n{"type": "function", "function": {"name": "get_forecast", "description": "Weather' in text
+    )
+    trained = tiny_tokenizer.decode([i for i, lab in zip(ids, labels, strict=True) if lab != IGNORE])
+    call = '<tool_call>\n{"name": "get_forecast", "arguments": {"city": "杭州", "day": "tomorrow"}}\n</tool_call>'
+    assert trained.startswith(call + "<|im_end|>明天杭州很可能下雨")
+    assert "<tools>" not in trained and "rain_probability" not in trained
+
+
 def test_num_samples_of_an_entry(tmp_path):
     write_alpaca(tmp_path, "d", 5)
     info = json.loads((tmp_path / "dataset_info.json").read_text())

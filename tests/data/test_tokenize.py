@@ -211,7 +211,8 @@ GOLDEN_CASES = [
 def test_label_masks_match_golden(tiny_tokenizer, name, case):
     """tests/data/golden/label_masks (regenerate with tests/data/make_golden_masks.py and review the diff)."""
     template = resolve_template(name, None, tiny_tokenizer.eos_token)
-    c = Conversation([Message(m["role"], m["content"]) for m in case["messages"]], system=case["system"])
+    msgs = [Message(m["role"], m["content"]) for m in case["messages"]]
+    c = Conversation(msgs, system=case["system"], tools=case.get("tools", ""))
     ids, labels, _ = one(tiny_tokenizer, c, template, **case["kwargs"])
     assert [list(r) for r in runs(tiny_tokenizer, ids, labels)] == case["runs"]
     assert (len(ids), sum(lab != IGNORE for lab in labels)) == (case["tokens"], case["trained"])

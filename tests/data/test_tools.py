@@ -314,15 +314,52 @@ def test_check_reports_problems_duplicates_empty_and_unmapped(tmp_path):
     assert report["with_tools"] == 0 and "with tools" not in text
 
 
-def test_check_says_tool_definitions_are_not_rendered(tmp_path):
+def test_check_says_which_templates_render_tool_definitions(tmp_path, tiny_tokenizer):
     tool = [{"name": "get_weather", "parameters": {"type": "object", "properties": {}}}]
     records = [
         {"instruction": "天气？", "output": "晴", "tools": tool},
         {"instruction": "hi", "output": "hello"},
     ]
-    report = tools.check(spec_for_path(write_json(tmp_path / "t.json", records)))
-    assert report["with_tools"] == 1 and report["unmapped_fields"] == {}
-    assert "with tools: 1 records; their tool definitions are NOT rendered" in tools.format_check(report)
+    spec = spec_for_path(write_json(tmp_path / "t.json", records))
+    report = tools.check(spec)
+    assert report["with_tools"] == 1 and report["unmapped_fields"] == {} and report["tools_rendered"] is None
+    assert "1 records; templates qwen, qwen3, qwen3_nothink (and auto" in tools.format_check(report)
+    report = tools.check(spec, tiny_tokenizer, QWEN)
+    assert report["tools_rendered"] is True
+    assert "the template writes them into the prompt" in tools.format_check(report)
+    report = tools.check(spec, tiny_tokenizer, get_template("llama3"))
+    assert report["tools_rendered"] is False
+    assert "this template does NOT render them (trained without them)" in tools.format_check(report)
+
+
+def test_check_reports_tools_and_calls_that_do_not_parse(tmp_path):
+    records = [
+        {"instruction": "a", "output": "b", "tools": "[{not json"},
+        {"instruction": "a", "output": "b", "tools": "[1, 2]"},
+        {
+            "conversations": [
+                {"from": "human", "value": "q"},
+                {"from": "function_call", "value": "get_weather"},
+            ]
+        },
+        {
+            "conversations": [
+                {"from": "human", "value": "q"},
+                {"from": "function_call", "value": '{"arguments": {}}'},
+            ]
+        },
+    ]
+    report = tools.check(spec_for_path(write_json(tmp_path / "t.json", records[:2])))
+    assert report["valid"] == 0
+    assert report["problems"][0].startswith("record 0: field 'tools' is not a list of function definitions: ")
+    assert "line 1 column 3" in report["problems"][0]
+    assert report["problems"][1].endswith("it must be a JSON list of function definitions (objects)")
+    report = tools.check(spec_for_path(write_json(tmp_path / "c.json", records[2:])))
+    assert report["problems"][0].startswith("record 0: message 1 (function call) is not a JSON call: ")
+    assert report["problems"][1] == (
+        'record 1: message 1 (function call) is not a JSON call: each call must be a JSON object with a "name" '
+        '(and "arguments")'
+    )
 
 
 def test_check_token_lengths(tmp_path, tiny_tokenizer):

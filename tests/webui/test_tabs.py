@@ -30,10 +30,12 @@ def test_check_report_as_localized_tables():
     assert ("超过截断长度（16）", "1") in set(map(tuple, summary.values))
     assert problems.values.tolist() == [["record 2: no output"]]
     assert not any("tools" in k or "工具" in k for k, _ in summary.values)
-    summary, _ = check_tables("en", {**report, "with_tools": 2})
-    assert ("records with tools (tool definitions not rendered yet, trained without them)", "2") in set(
-        map(tuple, summary.values)
-    )
+    summary, _ = check_tables("en", {**report, "with_tools": 2, "tools_rendered": False})
+    row = ("records with tools (function definitions)", "2 · this template does NOT render them: trained "
+           "without them (qwen, qwen3, qwen3_nothink do)")  # fmt: skip
+    assert row in set(map(tuple, summary.values))
+    summary, _ = check_tables("zh", {**report, "with_tools": 1, "tools_rendered": True})
+    assert ("带 tools（函数定义）的记录", "1 · 所选模板会把它们写入提示") in set(map(tuple, summary.values))
 
 
 def test_loss_frame_and_progress(tmp_path):

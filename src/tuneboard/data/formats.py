@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import DataError
+from .toolcalls import parse_calls, parse_tools
 
 USER, ASSISTANT, OBSERVATION, FUNCTION = "user", "assistant", "observation", "function"
 PROMPT_ROLES = (USER, OBSERVATION)
@@ -166,6 +167,7 @@ def from_sharegpt(
         content = msg.get(content_tag)
         if not content and role in roles and msg.get("tool_calls"):  # OpenAI: content null or ""
             content = json.dumps(msg["tool_calls"], ensure_ascii=False)
+            role = tags["function_tag"]  # a reply made of calls is a function call
         if not isinstance(content, str):
             raise DataError(f"{at}.{content_tag} must be a string, got {type(content).__name__}")
         if role == tags["system_tag"] and k == 0:
@@ -201,7 +203,23 @@ def to_conversation(
     else:
         conv = from_sharegpt(record, columns, tags, where)
     _check_unicode(conv, where)
+    _check_tools(conv, where)
     return conv
+
+
+def _check_tools(conv: Conversation, where: str) -> None:
+    """Tool definitions and function calls must parse: templates that write them need their parts."""
+    if conv.tools:
+        try:
+            parse_tools(conv.tools)
+        except ValueError as err:
+            raise DataError(f"{where}: field 'tools' is not a list of function definitions: {err}") from None
+    for k, msg in enumerate(conv.messages):
+        if msg.role == FUNCTION:
+            try:
+                parse_calls(msg.content)
+            except ValueError as err:
+                raise DataError(f"{where}: message {k} (function call) is not a JSON call: {err}") from None
 
 
 def _check_unicode(conv: Conversation, where: str) -> None:

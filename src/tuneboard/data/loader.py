@@ -25,7 +25,7 @@ from .readers import read_records
 from .registry import DatasetSpec, resolve
 from .tokenize import EncodeStats, build_labels, encode, render_and_tokenize
 
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"  # bump when rendering changes for the same template (2: tools and function calls)
 
 
 def sniff_formatting(spec: DatasetSpec, records: list[Any]) -> DatasetSpec:

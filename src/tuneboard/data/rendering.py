@@ -11,10 +11,8 @@ import functools
 import re
 from dataclasses import dataclass, field
 
-from .formats import ASSISTANT, PROMPT_ROLES, USER, Conversation
-
-# a conversation's `tools` (function definitions) are read and kept, but no template renders them yet
-TOOLS_NOT_RENDERED = "their tool definitions are NOT rendered by the templates yet (trained without them)"
+from .formats import ASSISTANT, FUNCTION, PROMPT_ROLES, USER, Conversation, Message
+from .toolcalls import call_json, parse_calls, parse_tools, tojson
 
 _PLACEHOLDER = re.compile(r"\{(content|system|eos)\}")
 
@@ -71,6 +69,11 @@ class Template:
     train_suffix: str = ""
     eos_token: str = ""  # the text `{eos}` stands for; `with_eos` rebinds it to a tokenizer's eos
     stop_words: tuple[str, ...] = ()
+    # tool use, for families whose official template has it: `tools` is the section added to the system
+    # text ({content}: one JSON definition per line), `tool_call` wraps each call of a function reply
+    tools: str = ""
+    tool_call: str = ""
+    results_join: str = ""  # joins the results of parallel calls into one observation ("": not supported)
     notes: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -79,6 +82,18 @@ class Template:
                 raise ValueError(f"template {self.name}: {fmt!r} must end with the header {self.header!r}")
         if self.system_user not in ("first", "last"):
             raise ValueError(f"template {self.name}: system_user must be 'first' or 'last'")
+
+    @property
+    def renders_tools(self) -> bool:
+        return bool(self.tools)
+
+    @property
+    def call_markers(self) -> tuple[str, str] | None:
+        """What a generated call is written between (None: replies are not read for calls)."""
+        if not (self.tools and self.tool_call):
+            return None
+        start, _, end = self.tool_call.partition("{content}")
+        return start.strip(), end.strip()
 
     @property
     def observation_format(self) -> str:
@@ -99,7 +114,21 @@ class Template:
         return content.strip() if role in self.strip else content
 
     def system_text(self, conv: Conversation) -> str:
-        return conv.system or self.default_system
+        system = conv.system or self.default_system
+        if conv.tools and self.tools:
+            defs = "".join("\n" + tojson(t) for t in parse_tools(conv.tools))
+            section = self.fill(self.tools, defs)
+            return f"{system}\n\n{section}" if system else section
+        return system
+
+    def reply_content(self, msg: Message) -> str:
+        """A reply's text inside its format. A function reply: its calls, one per line, each as JSON in
+        `tool_call` (written the same way from a dataset's JSON text and from an OpenAI `tool_calls` list)."""
+        if msg.role == FUNCTION:
+            return "\n".join(
+                self.fill(self.tool_call or "{content}", call_json(c)) for c in parse_calls(msg.content)
+            )
+        return self.clean(msg.role, msg.content)
 
     def with_eos(self, eos: str | None) -> Template:
         """This template with `{eos}` bound to a tokenizer's eos text (only templates that use the eos)."""
@@ -155,7 +184,7 @@ class Template:
     def _reply(self, conv: Conversation, i: int) -> list[Segment]:
         msg = conv.messages[i]
         fmt = self.assistant if msg.role == ASSISTANT else self.function_format
-        return [Segment(self._fill(fmt, self.clean(msg.role, msg.content)), True, i // 2)]
+        return [Segment(self._fill(fmt, self.reply_content(msg)), True, i // 2)]
 
     def _after_header(self, turn: int) -> list[Segment]:
         return []
@@ -197,7 +226,7 @@ class Qwen3Template(Template):
 
     def _reply(self, conv: Conversation, i: int) -> list[Segment]:
         msg, turn = conv.messages[i], i // 2
-        content, reasoning = msg.content, ""
+        content, reasoning = self.reply_content(msg), ""
         if THINK_CLOSE in content:
             reasoning = content.split(THINK_CLOSE)[0].rstrip("\n").split(THINK_OPEN)[-1].lstrip("\n")
             content = content.split(THINK_CLOSE)[-1].lstrip("\n")

@@ -17,6 +17,18 @@ QWEN_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assista
 ALPACA_SYSTEM = "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
 IM_HEADER = "<|im_start|>assistant\n"
 _QWEN_TOOL = "<|im_start|>user\n<tool_response>\n{content}\n</tool_response><|im_end|>\n" + IM_HEADER
+# Qwen2.5 and Qwen3 write tool definitions into the system message and calls as <tool_call> blocks
+_QWEN_TOOLS = dict(
+    tools=(
+        "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+        "You are provided with function signatures within <tools></tools> XML tags:\n<tools>{content}\n</tools>\n\n"
+        "For each function call, return a json object with function name and arguments within "
+        '<tool_call></tool_call> XML tags:\n<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n'
+        "</tool_call>"
+    ),
+    tool_call="<tool_call>\n{content}\n</tool_call>",
+    results_join="\n</tool_response>\n<tool_response>\n",  # one user message, one block per result
+)
 _CHATML = dict(
     system="<|im_start|>system\n{content}<|im_end|>\n",
     user="<|im_start|>user\n{content}<|im_end|>\n" + IM_HEADER,
@@ -76,7 +88,12 @@ register(
         "qwen",
         default_system=QWEN_SYSTEM,
         observation=_QWEN_TOOL,
-        notes="Qwen2.5-Instruct: ChatML with its default system prompt; tool results as <tool_response>.",
+        notes=(
+            "Qwen2.5-Instruct: ChatML with its default system prompt; tools in the system message, calls as "
+            "<tool_call>, results as <tool_response>. Arguments given as a JSON string are written as they are "
+            "(Qwen3's rule; Qwen2.5's template would quote the string)."
+        ),
+        **_QWEN_TOOLS,
         **_CHATML,
     )
 )
@@ -85,6 +102,7 @@ register(
         "qwen3",
         observation=_QWEN_TOOL,
         notes="Qwen3 hybrid thinking (Qwen/Qwen3-8B); no default system. See Qwen3Template.",
+        **_QWEN_TOOLS,
         **_CHATML,
     )
 )
@@ -93,6 +111,7 @@ register(
         "qwen3_nothink",
         observation=_QWEN_TOOL,
         notes="Qwen3-*-Instruct-2507 (LLaMA-Factory's qwen3 examples): ChatML, no default system, no think blocks.",
+        **_QWEN_TOOLS,
         **_CHATML,
     )
 )
@@ -173,6 +192,11 @@ register(
 
 def names() -> list[str]:
     return sorted([*TEMPLATES, "auto"])
+
+
+def tool_templates() -> list[str]:
+    """The named templates that write tool definitions and calls (as their families' official ones do)."""
+    return sorted(n for n, t in TEMPLATES.items() if t.renders_tools)
 
 
 def get_template(name: str | None) -> Template:

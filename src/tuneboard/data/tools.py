@@ -20,7 +20,7 @@ from .formats import SHAREGPT_TAGS, mapped_fields, to_conversation
 from .loader import sniff_formatting
 from .readers import read_file, read_records
 from .registry import INFO_FILE, DatasetSpec, read_registry, resolve, spec_for_path, spec_from_entry
-from .rendering import TOOLS_NOT_RENDERED
+from .templates import tool_templates
 from .tokenize import IGNORE, encode
 
 PLACEHOLDER = re.compile(r"\{\{(name|author)\}\}")
@@ -164,6 +164,7 @@ def check(spec: DatasetSpec, tokenizer: Any = None, template: Any = None, cutoff
         "with_system": sum(1 for c in convs if c.system),
         "multi_turn": sum(1 for c in convs if len(c.messages) > 2),
         "with_tools": sum(1 for c in convs if c.tools),
+        "tools_rendered": None if template is None else template.renders_tools,
         "unmapped_fields": dict(unmapped),
     }
     if tokenizer is not None and template is not None and convs:
@@ -179,6 +180,15 @@ def check(spec: DatasetSpec, tokenizer: Any = None, template: Any = None, cutoff
             "cutoff_len": cutoff_len,
         }
     return report
+
+
+def tools_note(report: dict) -> str:
+    rendered = report.get("tools_rendered")
+    if rendered is None:
+        return f"templates {', '.join(tool_templates())} (and auto, when the model's own template has tools) render them"
+    if rendered:
+        return "the template writes them into the prompt"
+    return f"this template does NOT render them (trained without them); {', '.join(tool_templates())} do"
 
 
 def format_check(report: dict) -> str:
@@ -197,7 +207,9 @@ def format_check(report: dict) -> str:
         fields = ", ".join(f"{k} ({n} records)" for k, n in report["unmapped_fields"].items())
         lines.append(f"  fields no column maps (NOT trained on): {fields}")
     if report.get("with_tools"):
-        lines.append(f"  with tools: {report['with_tools']} records; {TOOLS_NOT_RENDERED}")
+        lines.append(
+            f"  with tools (function definitions): {report['with_tools']} records; {tools_note(report)}"
+        )
     for p in report["problems"][:20]:
         lines.append(f"  problem: {p}")
     if len(report["problems"]) > 20:

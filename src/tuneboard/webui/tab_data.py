@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..data import tools
 from ..data.registry import spec_for_path
+from ..data.templates import tool_templates
 from ..errors import TuneboardError
 from ..hub import BUILTIN_PREFIX
 from . import lookup
@@ -70,7 +71,9 @@ def check_tables(lang: str, report: dict[str, Any]) -> tuple[pd.DataFrame, pd.Da
         fields = ", ".join(f"{k} ({n})" for k, n in report["unmapped_fields"].items())
         rows.append((t(lang, "check.unmapped"), fields))
     if report.get("with_tools"):
-        rows.append((t(lang, "check.with_tools"), report["with_tools"]))
+        rendered = {None: "unknown", True: "yes", False: "no"}[report.get("tools_rendered")]
+        note = t(lang, f"check.tools.{rendered}", names=", ".join(tool_templates()))
+        rows.append((t(lang, "check.with_tools"), f"{report['with_tools']} · {note}"))
     summary = pd.DataFrame(
         [(a, str(b)) for a, b in rows], columns=[t(lang, "col.item"), t(lang, "col.value")]
     )
