@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Config
-from .data.formats import ASSISTANT, OBSERVATION, USER, Conversation, Message
+from .data.formats import ASSISTANT, FUNCTION, OBSERVATION, USER, Conversation, Message
+from .data.templates import tool_templates
+from .data.toolcalls import parse_calls, tojson
 from .errors import TuneboardError
 
 GEN_KEYS = ("max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "repetition_penalty", "num_beams")
@@ -26,12 +28,27 @@ class Reply:
     finish_reason: str = "stop"  # "stop" | "length" | "cancelled"
 
 
-def to_conversation(messages: list[dict[str, str]], system: str | None = None) -> Conversation:
-    """OpenAI-style messages -> Conversation ending with a prompt (user or tool message)."""
+def to_conversation(
+    messages: list[dict[str, Any]],
+    system: str | None = None,
+    tools: list | None = None,
+    results_join: str = "",
+) -> Conversation:
+    """OpenAI-style messages -> Conversation ending with a prompt (user or tool message). An assistant
+    message's `tool_calls` become a function call; consecutive tool messages (the results of parallel calls)
+    are joined with `results_join`, the template's way of writing several results in one message."""
     roles = {"user": USER, "assistant": ASSISTANT, "tool": OBSERVATION, "observation": OBSERVATION}
-    conv = Conversation(messages=[], system=system or "")
+    conv = Conversation(messages=[], system=system or "", tools=tojson(tools) if tools else "")
     for i, m in enumerate(messages):
         role, content = m.get("role"), m.get("content")
+        if role == "assistant" and m.get("tool_calls"):
+            try:
+                content = tojson(m["tool_calls"])
+                parse_calls(content)
+            except (TypeError, ValueError) as err:
+                raise TuneboardError(f"messages[{i}].tool_calls: {err}") from None
+            conv.messages.append(Message(FUNCTION, content))
+            continue
         if not isinstance(content, str):
             raise TuneboardError(f"messages[{i}].content must be a string")
         if role == "system":
@@ -41,6 +58,14 @@ def to_conversation(messages: list[dict[str, str]], system: str | None = None) -
             continue
         if role not in roles:
             raise TuneboardError(f"messages[{i}].role {role!r} is not one of system, user, assistant, tool")
+        last = conv.messages[-1] if conv.messages else None
+        if roles[role] == OBSERVATION and last is not None and last.role == OBSERVATION:
+            if not results_join:
+                raise TuneboardError(
+                    f"messages[{i}]: this template cannot take several tool results in a row; send them as one"
+                )
+            last.content += results_join + content
+            continue
         conv.messages.append(Message(roles[role], content))
     if not conv.messages or conv.messages[-1].role not in (USER, OBSERVATION):
         raise TuneboardError("the last message must be from the user")
@@ -92,11 +117,19 @@ class Engine:
     template: Any
     tokenizer: Any
 
-    def encode(self, messages: list[dict[str, str]], system: str | None = None) -> list[int]:
-        text = self.template.prompt_text(to_conversation(messages, system))
+    def encode(
+        self, messages: list[dict[str, Any]], system: str | None = None, tools: list | None = None
+    ) -> list[int]:
+        if tools and not self.template.renders_tools:
+            raise TuneboardError(
+                f"tools: template {self.template.name} does not write tool definitions into the prompt "
+                f"(templates {', '.join(tool_templates())} do, and auto when the model's own template has tools)"
+            )
+        conv = to_conversation(messages, system, tools, getattr(self.template, "results_join", ""))
+        text = self.template.prompt_text(conv)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def chat(self, messages: list[dict[str, str]], system: str | None = None, **gen: Any) -> Reply:
+    def chat(self, messages: list[dict[str, Any]], system: str | None = None, **gen: Any) -> Reply:
         reply = Reply()
         for _ in self.stream(messages, system=system, reply=reply, **gen):
             pass
@@ -128,15 +161,17 @@ class ChatEngine(Engine):
         stop: list[str] | None = None,
         reply: Reply | None = None,
         cancel: threading.Event | None = None,
+        tools: list | None = None,
         **gen: Any,
     ) -> Iterator[str]:
         """Yield text pieces as they are generated. `reply` (if given) is filled with counts and finish reason;
-        setting `cancel` (or closing the generator) stops generation and frees the model."""
+        setting `cancel` (or closing the generator) stops generation and frees the model. `tools`: function
+        definitions (OpenAI form) the template writes into the prompt."""
         import torch
         from transformers import StoppingCriteriaList
 
         reply = reply if reply is not None else Reply()
-        ids = self.encode(messages, system)
+        ids = self.encode(messages, system, tools)
         reply.prompt_tokens = len(ids)
         kw = self.generation_kwargs(**gen)
         stopper = _Cancel(cancel)

@@ -121,11 +121,12 @@ class VllmEngine(Engine):
         stop: list[str] | None = None,
         reply: Reply | None = None,
         cancel: threading.Event | None = None,
+        tools: list | None = None,
         **gen: Any,
     ) -> Iterator[str]:
         """Yield text pieces as vLLM produces them; closing the generator or setting `cancel` aborts the request."""
         reply = reply if reply is not None else Reply()
-        ids = self.encode(messages, system)
+        ids = self.encode(messages, system, tools)
         reply.prompt_tokens = len(ids)
         params = self.sampling_params(stop, **gen)
         request_id = uuid.uuid4().hex

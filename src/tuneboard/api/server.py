@@ -21,7 +21,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from ..chat import partial_stop
 from ..config import Config
+from ..data.toolcalls import find_calls, openai_calls
 from ..errors import TuneboardError
 
 DEFAULT_PORT = 8000
@@ -84,7 +86,23 @@ def _check_request(body: Any) -> str | None:
         and not (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
     ):
         return "'stop' must be a string or a list of strings"
+    tools = body.get("tools")
+    if tools is not None and not (isinstance(tools, list) and all(_is_function(t) for t in tools)):
+        return '\'tools\' must be a list of {"type": "function", "function": {"name": ...}} objects'
+    if body.get("tool_choice") not in (None, "auto", "none"):
+        return (
+            "'tool_choice' may be 'auto' or 'none' (the model decides whether to call; no call can be forced)"
+        )
     return None
+
+
+def _is_function(tool: Any) -> bool:
+    fn = tool.get("function") if isinstance(tool, dict) else None
+    return tool.get("type") == "function" and isinstance(fn, dict) and isinstance(fn.get("name"), str)
+
+
+def _tools(body: dict) -> list | None:
+    return None if body.get("tool_choice") == "none" else body.get("tools") or None
 
 
 def create_app(engine: Any, api_key: str | None = None, max_waiting: int = 16) -> Any:
@@ -135,8 +153,10 @@ def create_app(engine: Any, api_key: str | None = None, max_waiting: int = 16) -
         }
         if gen["temperature"] is not None:
             gen["do_sample"] = gen["temperature"] > 0
+        tools = _tools(body)
+        markers = getattr(engine.template, "call_markers", None) if tools else None
         try:
-            engine.encode(body["messages"])  # validate before taking a slot
+            engine.encode(body["messages"], tools=tools)  # validate before taking a slot
         except TuneboardError as exc:
             return _error(400, str(exc), "invalid_request_error")
         if not slots.try_acquire():
@@ -146,15 +166,22 @@ def create_app(engine: Any, api_key: str | None = None, max_waiting: int = 16) -
         if body.get("stream"):
             # the generation thread starts now and owns the slot: it is released however the response ends,
             # even when the client leaves before the first byte is sent
+            gen["tools"] = tools
             stream = _Stream(engine, body["messages"], stop, gen, slots, asyncio.get_running_loop())
-            return _EventStream(_sse(stream, rid, created, model_id), stream.cancel)
+            return _EventStream(_sse(stream, rid, created, model_id, markers), stream.cancel)
         cancel = threading.Event()
         watcher = asyncio.create_task(_cancel_on_disconnect(request, cancel))
         try:
-            reply = await asyncio.to_thread(engine.chat, body["messages"], stop=stop, cancel=cancel, **gen)
+            reply = await asyncio.to_thread(
+                engine.chat, body["messages"], stop=stop, cancel=cancel, tools=tools, **gen
+            )
         finally:
             watcher.cancel()
             slots.release()
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+        found = find_calls(reply.text, markers) if markers else None
+        if found:
+            message = {"role": "assistant", "content": found[0] or None, "tool_calls": openai_calls(found[1])}
         return {
             "id": rid,
             "object": "chat.completion",
@@ -163,8 +190,8 @@ def create_app(engine: Any, api_key: str | None = None, max_waiting: int = 16) -
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": reply.text},
-                    "finish_reason": reply.finish_reason,
+                    "message": message,
+                    "finish_reason": "tool_calls" if found else reply.finish_reason,
                 }
             ],
             "usage": {
@@ -233,9 +260,11 @@ class _EventStream(StreamingResponse):
             self.cancel.set()
 
 
-async def _sse(stream: _Stream, rid, created, model_id):
-    """Server-sent events in OpenAI's chunk format, read from the generation thread's queue."""
+async def _sse(stream: _Stream, rid, created, model_id, markers: tuple[str, str] | None = None):
+    """Server-sent events in OpenAI's chunk format, read from the generation thread's queue. With tools
+    (`markers`), text from the first call marker on is held back and sent as `tool_calls` at the end."""
     reply = stream.reply
+    text, sent = "", 0
 
     def chunk(delta: dict, finish: str | None = None, usage: dict | None = None) -> str:
         data: dict[str, Any] = {
@@ -259,13 +288,27 @@ async def _sse(stream: _Stream, rid, created, model_id):
                 err = {"error": {"message": str(item), "type": "server_error"}}
                 yield f"data: {json.dumps(err)}\n\n"
                 break
-            yield chunk({"content": item})
+            if not markers:
+                yield chunk({"content": item})
+                continue
+            text += item
+            held = text.find(markers[0])
+            safe = held if held >= 0 else len(text) - partial_stop(text, [markers[0]])
+            if safe > sent:
+                yield chunk({"content": text[sent:safe]})
+                sent = safe
         usage = {
             "prompt_tokens": reply.prompt_tokens,
             "completion_tokens": reply.completion_tokens,
             "total_tokens": reply.prompt_tokens + reply.completion_tokens,
         }
-        yield chunk({}, reply.finish_reason, usage)
+        found = find_calls(text, markers) if markers else None
+        if found:
+            calls = [{"index": k, **call} for k, call in enumerate(openai_calls(found[1]))]
+            yield chunk({"tool_calls": calls})
+        elif sent < len(text):  # no clean call after all: the held text is content
+            yield chunk({"content": text[sent:]})
+        yield chunk({}, "tool_calls" if found else reply.finish_reason, usage)
         yield "data: [DONE]\n\n"
     finally:
         stream.cancel.set()  # client gone or finished: stop generating, the thread releases the slot
