@@ -191,18 +191,11 @@ def _tools_jinja(t: Template, system: str) -> str:
     """Jinja that adds the `tools` section to the system text in `system` (a namespace attribute)."""
     if not t.tools:
         return ""
+    section = _expr(t.tools, t.eos_token, content="ns.defs")
     return (
         "{%- if tools is defined and tools -%}{%- set ns.defs = '' -%}{%- for tool in tools -%}"
         "{%- set ns.defs = ns.defs + '\\n' + (tool | tojson) -%}{%- endfor -%}"
-        "{%- set "
-        + system
-        + " = ("
-        + system
-        + " + '\\n\\n' if "
-        + system
-        + " else '') + "
-        + _expr(t.tools, t.eos_token, content="ns.defs")
-        + " -%}{%- endif -%}"
+        f"{{%- set {system} = ({system} + '\\n\\n' if {system} else '') + {section} -%}}{{%- endif -%}}"
     )
 
 
@@ -214,13 +207,10 @@ def _calls_jinja(t: Template, after: str) -> str:
         '\'{"name": "\' + f.name + \'", "arguments": \' + '
         "(f.arguments if f.arguments is string else f.arguments | tojson) + '}'"
     )
+    wrapped = _expr(t.tool_call or "{content}", t.eos_token, content="(" + one + ")")
     return (
         "{%- for call in message.tool_calls -%}{%- set f = call.function if call.function is defined else call -%}"
-        "{{- ('\\n' if ("
-        + after
-        + " or not loop.first) else '') + "
-        + _expr(t.tool_call or "{content}", t.eos_token, content="(" + one + ")")
-        + " -}}{%- endfor -%}"
+        f"{{{{- ('\\n' if ({after} or not loop.first) else '') + {wrapped} -}}}}{{%- endfor -%}}"
     )
 
 
