@@ -161,8 +161,9 @@ def test_what_cannot_be_done_is_refused(served, tiny_tokenizer):
     engine, client = served
     with pytest.raises(openai.BadRequestError, match="tool_choice"):
         client.chat.completions.create(model="m", messages=ASK, tools=[WEATHER], tool_choice="required")
-    with pytest.raises(openai.BadRequestError, match="'tools' must be a list"):
-        client.chat.completions.create(model="m", messages=ASK, tools=[{"type": "function"}])
+    for tools in ([{"type": "function"}], ["get_weather"], {"type": "function"}):
+        with pytest.raises(openai.BadRequestError, match="'tools' must be a list"):
+            client.chat.completions.create(model="m", messages=ASK, tools=tools)
     with pytest.raises(openai.BadRequestError, match="tool_calls"):
         bad = [*ASK, {"role": "assistant", "content": None, "tool_calls": [{"function": {}}]}, ASK[0]]
         client.chat.completions.create(model="m", messages=bad)

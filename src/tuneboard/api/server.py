@@ -97,8 +97,10 @@ def _check_request(body: Any) -> str | None:
 
 
 def _is_function(tool: Any) -> bool:
-    fn = tool.get("function") if isinstance(tool, dict) else None
-    return tool.get("type") == "function" and isinstance(fn, dict) and isinstance(fn.get("name"), str)
+    if not isinstance(tool, dict) or tool.get("type") != "function":
+        return False
+    fn = tool.get("function")
+    return isinstance(fn, dict) and isinstance(fn.get("name"), str)
 
 
 def _tools(body: dict) -> list | None:
