@@ -126,6 +126,8 @@ def cmd_data(args: argparse.Namespace) -> int:
         spec = tools.resolve_one(args.dataset, Path(args.dataset_dir))
         tok, tpl = _light(args)
         print(tools.preview(spec, tok, tpl, args.n, args.cutoff_len))
+    elif sub == "templates":
+        print(tools.templates_table())
     else:
         build_parser().parse_args(["data", "-h"])
     return 0
@@ -148,6 +150,7 @@ def add_data_commands(p: argparse.ArgumentParser) -> None:
     q.add_argument("file")
     q.add_argument("--val-size", type=float, default=0.1, help="fraction (<1) or number of test records")
     q.add_argument("--seed", type=int, default=42)
+    dsub.add_parser("templates", help="list the named chat templates (the `template:` setting)")
     for name, help in (
         ("check", "report problems, lengths and duplicates"),
         ("preview", "show trained spans"),
@@ -268,7 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="BPE target and minimum model vocabulary (extra rows unused); default: the builtin model's",
     )
 
-    add_data_commands(command("data", cmd_data, "prepare datasets: identity, add, split, check, preview"))
+    add_data_commands(
+        command("data", cmd_data, "prepare datasets: identity, add, split, check, preview, templates")
+    )
     return parser
 
 

@@ -459,3 +459,12 @@ def test_resolve_one_prefers_an_existing_file(tmp_path, lf_data_dir):
     )
     with pytest.raises(DataError, match="dataset 'nope' is not defined"):
         tools.resolve_one("nope", lf_data_dir)
+
+
+def test_data_templates_lists_every_named_template(capsys):
+    from tuneboard.data.templates import TEMPLATES
+
+    assert main(["data", "templates"]) == 0
+    rows = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert set(rows) == {*TEMPLATES, "auto"}
+    assert rows["qwen"] == rows["qwen3"] == "yes" and rows["llama3"] == "-"

@@ -182,6 +182,20 @@ def check(spec: DatasetSpec, tokenizer: Any = None, template: Any = None, cutoff
     return report
 
 
+def templates_table() -> str:
+    """The named templates with what they are checked against and whether they render tools."""
+    from .templates import TEMPLATES
+
+    lines = ["template        tools  notes"]
+    for name in sorted(TEMPLATES):
+        t = TEMPLATES[name]
+        lines.append(f"{name:<15} {'yes' if t.renders_tools else '-':<6} {t.notes}")
+    lines.append(
+        "auto            *      the tokenizer's own chat_template (*: tools when that template has them)"
+    )
+    return "\n".join(lines)
+
+
 def tools_note(report: dict) -> str:
     rendered = report.get("tools_rendered")
     if rendered is None:
