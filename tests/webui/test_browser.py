@@ -181,6 +181,10 @@ def test_evaluate_shows_accuracy_and_predictions(page, workspace, shots):
 def test_chat_with_the_trained_adapter(page, shots):
     _choose_output(page, RUN)
     go(page, "Chat")
+    pick(page, "chat-backend", "vllm")  # no vLLM and no GPU here: a clear refusal, nothing loaded
+    page.locator("#chat-load").click()
+    expect(page.locator("#chat-info")).to_contain_text("infer_backend: vllm needs the vllm package")
+    pick(page, "chat-backend", "huggingface")
     page.locator("#chat-load").click()
     expect(page.locator("#chat-info")).to_contain_text(
         f"Loaded: builtin:tiny + saves/builtin-tiny/lora/{RUN}", timeout=120_000

@@ -41,6 +41,7 @@ class Loaded:
 
 
 LOADED = Loaded()
+BACKENDS = ["huggingface", "vllm"]  # infer_backend: transformers' generate, or vLLM on a CUDA machine
 
 
 def info_text(lang: str) -> str:
@@ -81,6 +82,14 @@ def build(ctx: Ctx) -> dict[str, Any]:
     ui = ctx.ui
     with ui.tab("tab.chat", id="chat", elem_id="tab-chat") as tab:
         with gr.Row():
+            backend = ui.box(
+                gr.Dropdown,
+                "chat.backend",
+                info=True,
+                choices=BACKENDS,
+                value=BACKENDS[0],
+                elem_id="chat-backend",
+            )
             load = ui.button("chat.load", variant="primary", elem_id="chat-load")
             unload = ui.button("chat.unload", elem_id="chat-unload")
         info = gr.Markdown(info_text(ui.lang), elem_id="chat-info")
@@ -96,9 +105,10 @@ def build(ctx: Ctx) -> dict[str, Any]:
             with gr.Column(scale=2):
                 controls = gen_controls(lambda k: t(ui.lang, k), ui.add)
 
-    def do_load(lang: str, model, hub, ft, output, template, trust):
+    def do_load(lang: str, backend: str, model, hub, ft, output, template, trust):
         try:
-            LOADED.load(model_settings(ctx, model, hub, ft, output, template, trust), hub)
+            settings = model_settings(ctx, model, hub, ft, output, template, trust)
+            LOADED.load({**settings, "infer_backend": backend}, hub)
         except Exception as exc:
             return error_text(lang, exc)
         return ok_text(info_text(lang))
@@ -107,7 +117,7 @@ def build(ctx: Ctx) -> dict[str, Any]:
         LOADED.unload()
         return info_text(lang)
 
-    load.click(do_load, [ctx.lang, *ctx.top], info, concurrency_limit=1)
+    load.click(do_load, [ctx.lang, backend, *ctx.top], info, concurrency_limit=1)
     unload.click(do_unload, ctx.lang, info)
     args = [ctx.lang, box, bot, *controls]
     sent = [send.click(respond, args, [bot, box]), box.submit(respond, args, [bot, box])]
