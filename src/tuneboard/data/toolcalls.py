@@ -8,6 +8,7 @@ calls); OpenAI data keeps an assistant message's `tool_calls`. Both shapes are r
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,8 +86,6 @@ def find_calls(text: str, markers: tuple[str, str]) -> tuple[str, list[Call]] | 
 
 def openai_calls(calls: list[Call]) -> list[dict[str, Any]]:
     """Calls as an OpenAI API response's `tool_calls` (arguments as a JSON string, a fresh id each)."""
-    import uuid
-
     return [
         {
             "id": f"call_{uuid.uuid4().hex[:24]}",
