@@ -39,3 +39,35 @@ def token_cache(tmp_path, monkeypatch) -> Path:
 def lf_data_dir() -> Path:
     """A LLaMA-Factory-style data directory (dataset_info.json + Alpaca/ShareGPT/OpenAI files), read-only."""
     return FIXTURES / "lf_data"
+
+
+@pytest.fixture(scope="session")
+def serve_app():
+    """`with serve_app(app) as url:` runs an ASGI app with uvicorn on a free 127.0.0.1 port, in a thread of
+    this process, until the block ends (url: http://127.0.0.1:PORT)."""
+    import contextlib
+    import socket
+    import threading
+    import time
+
+    @contextlib.contextmanager
+    def serve(app):
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        end = time.time() + 60
+        while not server.started:
+            assert time.time() < end and thread.is_alive(), "the server did not start"
+            time.sleep(0.05)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+            thread.join(30)
+
+    return serve

@@ -34,12 +34,6 @@ def rss() -> int:
     raise AssertionError("no VmRSS")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def engine():
     from tuneboard.chat import ChatEngine
@@ -54,23 +48,12 @@ def reference(engine) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def server(engine):
-    import uvicorn
-
+def server(engine, serve_app):
     from tuneboard.api.server import create_app
 
     app = create_app(engine, max_waiting=MAX_WAITING)
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    end = time.time() + 60
-    while not srv.started:
-        assert time.time() < end, "the server did not start"
-        time.sleep(0.05)
-    yield app, f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(30)
+    with serve_app(app) as url:
+        yield app, url
 
 
 def wait_idle(app, timeout: float = 15) -> float:

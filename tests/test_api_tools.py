@@ -8,9 +8,6 @@ is the real app on 127.0.0.1, asked with the openai client."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 
 import pytest
 
@@ -50,32 +47,15 @@ class Scripted(Engine):
         reply.text = "".join(self.script)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def served(tiny_tokenizer):
-    import uvicorn
+def served(tiny_tokenizer, serve_app):
+    from openai import OpenAI
 
     from tuneboard.api.server import create_app
 
     engine = Scripted(get_template("qwen"), tiny_tokenizer)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(engine), port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if server.started:
-            break
-        time.sleep(0.05)
-    from openai import OpenAI
-
-    yield engine, OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0)
-    server.should_exit = True
-    thread.join(10)
+    with serve_app(create_app(engine)) as url:
+        yield engine, OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
 
 
 def test_a_call_reply_comes_back_as_tool_calls(served):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import socket
 import threading
 import time
 
@@ -60,31 +59,12 @@ def test_cli_chat_through_stdin(identity_full):
     assert text.count(NAME) >= 2 and "History cleared." in text
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def api(engine):
-    import uvicorn
-
+def api(engine, serve_app):
     from tuneboard.api.server import create_app
 
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(engine, api_key="sk-test", max_waiting=32), port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if server.started:
-            break
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(10)
+    with serve_app(create_app(engine, api_key="sk-test", max_waiting=32)) as url:
+        yield f"{url}/v1"
 
 
 def test_openai_client_non_streaming_and_streaming(api, engine):
