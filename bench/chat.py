@@ -12,8 +12,8 @@ import time
 import torch
 from transformers import TextIteratorStreamer
 
-from tuneboard.chat import ChatEngine
 from tuneboard.config import Config
+from tuneboard.inference.hf import ChatEngine
 
 PROMPT = [{"role": "user", "content": "你是谁？请介绍一下你自己。"}]
 

@@ -9,9 +9,9 @@ import argparse
 import time
 
 from tuneboard.config import Config
-from tuneboard.data.loader import load_conversations
+from tuneboard.data.pipeline import load_conversations
 from tuneboard.data.tokenize import encode_prompts
-from tuneboard.evaluate import generate_batched
+from tuneboard.evaluate.workflow import generate_batched
 from tuneboard.model.load import load_for_inference
 from tuneboard.model.tiny import bundled_data_dir
 

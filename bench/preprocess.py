@@ -244,13 +244,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from tuneboard.config import Config
     from tuneboard.data import fastbpe
-    from tuneboard.data.loader import load_conversations, tokenize
+    from tuneboard.data.pipeline import load_conversations, tokenize
+    from tuneboard.data.templates.resolve import load_template
     from tuneboard.model import tiny
-    from tuneboard.model.load import load_tokenizer, pick_template
+    from tuneboard.model.load import load_tokenizer
 
     model_dir = Path(a.model) if a.model else tiny.ensure()
     tokenizer = load_tokenizer(model_dir, Config())
-    template = pick_template(a.template, tokenizer, model_dir)
+    template = load_template(a.template, tokenizer, model_dir)
 
     runs = []
     ts = None

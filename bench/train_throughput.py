@@ -183,7 +183,7 @@ def child(tool: str, cfg_path: str, out_path: str) -> int:
         tool = "lf"
     if tool == "tb":  # what the `tuneboard` command sets before torch is imported
         sys.path.insert(0, str(ROOT / "src"))
-        from tuneboard.cli import process_defaults
+        from tuneboard.cli.main import process_defaults
 
         process_defaults()
     stats = {"batches": 0, "slots": 0, "tokens": 0, "labelled": 0}
@@ -196,8 +196,9 @@ def child(tool: str, cfg_path: str, out_path: str) -> int:
         _instrument(SFTDataCollatorWith4DAttentionMask, stats)
         run_exp(cfg)
     else:
-        from tuneboard import config, train
+        from tuneboard import config
         from tuneboard.data import collate
+        from tuneboard.train import workflow as train
 
         _instrument(collate.PadCollator, stats)
         _instrument(collate.PaddingFreeCollator, stats)

@@ -28,7 +28,7 @@ def tiny_tokenizer(tiny_dir):
 @pytest.fixture
 def token_cache(tmp_path, monkeypatch) -> Path:
     """A private tokenization cache for one test (only loader.cache_dir is patched: the tiny model stays cached)."""
-    from tuneboard.data import loader
+    from tuneboard.data import pipeline as loader
 
     path = tmp_path / "tokenized"
     monkeypatch.setattr(loader, "cache_dir", lambda: path)

@@ -36,7 +36,7 @@ def rss() -> int:
 
 @pytest.fixture(scope="module")
 def engine():
-    from tuneboard.chat import ChatEngine
+    from tuneboard.inference.hf import ChatEngine
 
     return ChatEngine(Config(model_name_or_path="builtin:tiny", max_new_tokens=8, do_sample=False))
 

@@ -11,9 +11,9 @@ import json
 
 import pytest
 
-from tuneboard.chat import Engine, Reply
-from tuneboard.data.jinja import JinjaTemplate
-from tuneboard.data.templates import get_template, to_jinja
+from tuneboard.data.templates.hf_jinja import JinjaTemplate, to_jinja
+from tuneboard.data.templates.named import get_template
+from tuneboard.inference.engine import Engine, Reply
 
 WEATHER = {
     "type": "function",

@@ -15,34 +15,23 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "tuneboard"
 
 # layer of each module (by path prefix); a module may import only its own layer or lower ones
 LAYERS = [
-    ("cli.py", 4),
+    ("cli/", 4),
     ("__main__.py", 4),
     ("demo.py", 4),
-    ("chat_cli.py", 4),
-    ("launch.py", 4),
-    ("launch.py", 4),
     ("api/", 4),
     ("webui/", 4),
-    ("train.py", 3),
-    ("trainer.py", 3),
-    ("callbacks.py", 3),
-    ("plot.py", 3),
-    ("evaluate.py", 3),
-    ("metrics.py", 3),
-    ("chat.py", 3),
-    ("vllm_engine.py", 3),
-    ("export.py", 3),
-    ("gguf_export.py", 3),
-    ("ollama.py", 3),
-    ("env.py", 3),
-    ("estimate.py", 3),
-    ("advice.py", 3),
+    ("train/", 3),
+    ("evaluate/", 3),
+    ("inference/", 3),
+    ("export/", 3),
+    ("hardware/", 3),
     ("model/", 2),
     ("data/", 1),
     ("config.py", 0),
     ("hub.py", 0),
     ("errors.py", 0),
     ("files.py", 0),
+    ("rundir.py", 0),
     ("__init__.py", 0),
 ]
 
@@ -97,6 +86,50 @@ def test_layers_import_only_downward():
             if theirs > mine:
                 problems.append(f"{rel} (layer {mine}) imports {target} (layer {theirs})")
     assert not problems, "\n".join(problems)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """file -> the tuneboard files it imports, counting imports inside functions (they hide cycles too)."""
+    graph: dict[str, set[str]] = {}
+    for path in SRC.rglob("*.py"):
+        rel = str(path.relative_to(SRC))
+        targets = set()
+        for mod in imported_modules(path):
+            target = resolve(mod)
+            if target:
+                targets.add(target + "__init__.py" if target.endswith("/") else target)
+        graph[rel] = targets - {rel}
+    return graph
+
+
+def test_no_import_cycles():
+    graph = import_graph()
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    cycles: list[str] = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                cycles.append(" -> ".join([*path[path.index(nxt) :], nxt]))
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, "\n".join(cycles)
+
+
+def test_package_top_stays_small():
+    top = sorted(p.name for p in SRC.glob("*.py") if p.name not in ("__init__.py", "__main__.py"))
+    assert len(top) <= 8, top
+
+
+def test_no_file_over_400_lines():
+    long = {str(p.relative_to(SRC)): n for p in SRC.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, long
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tuneboard import config
-from tuneboard.cli import main
+from tuneboard.cli.main import main
 from tuneboard.config import Config, from_dict, load, parse_overrides
 from tuneboard.errors import ConfigError
 

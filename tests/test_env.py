@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tuneboard import env
+from tuneboard.hardware import report as env
 
 NO_DRIVER = env.nvidia_driver() is None and not os.path.exists("/dev/kfd")
 
@@ -68,7 +68,7 @@ def test_cuda_visible_devices(monkeypatch, spec, expected):
 
 def test_modules_do_not_import_torch():
     code = (
-        "import sys, tuneboard.env, tuneboard.estimate; "
+        "import sys, tuneboard.hardware.report, tuneboard.hardware.estimate; "
         "print('torch' in sys.modules or 'transformers' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -78,7 +78,7 @@ def test_modules_do_not_import_torch():
 @pytest.mark.skipif(not NO_DRIVER, reason="this machine has a GPU driver: torch.cuda may be consulted")
 def test_report_is_fast_and_skips_torch_without_gpu():
     code = (
-        "import sys, time; t = time.perf_counter(); from tuneboard import env; "
+        "import sys, time; t = time.perf_counter(); from tuneboard.hardware import report as env; "
         "text = env.format_report(env.report()); "
         "print(round(time.perf_counter() - t, 3), 'torch' in sys.modules)"
     )

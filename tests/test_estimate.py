@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from tuneboard import advice
-from tuneboard import estimate as est
-from tuneboard.estimate import GIB, estimate, shape_from_config
+from tuneboard.hardware import advice
+from tuneboard.hardware import estimate as est
+from tuneboard.hardware.estimate import GIB, estimate, shape_from_config
 
 GB = 1e9
 

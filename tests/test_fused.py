@@ -10,7 +10,8 @@ from torch import nn
 
 from tuneboard.data.collate import PadCollator, PaddingFreeCollator
 from tuneboard.model import fused
-from tuneboard.trainer import labelled_loss, use_packed_attention
+from tuneboard.model.attention import use_packed_attention
+from tuneboard.train.trainer import labelled_loss
 
 
 def tiny_model(lora: dict | None = None):

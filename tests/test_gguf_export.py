@@ -12,9 +12,9 @@ import pytest
 gguf = pytest.importorskip("gguf")
 torch = pytest.importorskip("torch")
 
-from tuneboard.data.templates import get_template  # noqa: E402
+from tuneboard.data.templates.named import get_template  # noqa: E402
 from tuneboard.errors import TuneboardError  # noqa: E402
-from tuneboard.gguf_export import _pre_tokenizer, write_gguf  # noqa: E402
+from tuneboard.export.gguf import _pre_tokenizer, write_gguf  # noqa: E402
 
 LAYER_TENSORS = (
     "attn_q",

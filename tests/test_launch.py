@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tuneboard import launch
-from tuneboard.cli import main as tuneboard
+from tuneboard.cli.main import main as tuneboard
 from tuneboard.config import Config
 from tuneboard.errors import ConfigError
+from tuneboard.train import launch
 
 ROOT = Path(__file__).resolve().parents[1]
 DIST_ENV = ("LOCAL_RANK", "WORLD_SIZE", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")

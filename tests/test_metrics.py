@@ -1,4 +1,4 @@
-"""Tests for tuneboard.metrics: every expected number is worked out by hand in the comments."""
+"""Tests for tuneboard.evaluate.metrics: every expected number is worked out by hand in the comments."""
 
 import math
 import subprocess
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tuneboard.metrics import (
+from tuneboard.evaluate.metrics import (
     OTHER,
     bleu4,
     compute_metrics,
@@ -275,7 +275,7 @@ def run_python(code):
 
 def test_import_loads_no_heavy_module():
     out = run_python(
-        "import sys, tuneboard.metrics\n"
+        "import sys, tuneboard.evaluate.metrics\n"
         "print(sorted(m for m in ('jieba', 'nltk', 'rouge_chinese', 'torch') if m in sys.modules))"
     )
     assert out.stdout.strip() == "[]"
@@ -283,7 +283,7 @@ def test_import_loads_no_heavy_module():
 
 def test_jieba_start_up_is_silent():
     out = run_python(
-        "from tuneboard.metrics import rouge_scores\nprint(rouge_scores('我爱北京', '我爱北京'))"
+        "from tuneboard.evaluate.metrics import rouge_scores\nprint(rouge_scores('我爱北京', '我爱北京'))"
     )
     assert "100.0" in out.stdout
     assert out.stderr == ""

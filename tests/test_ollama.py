@@ -10,9 +10,9 @@ import subprocess
 import pytest
 
 from tuneboard.data.formats import ASSISTANT, OBSERVATION, USER, Conversation, Message
-from tuneboard.data.templates import TEMPLATES, get_template
+from tuneboard.data.templates.named import TEMPLATES, get_template
 from tuneboard.errors import TuneboardError
-from tuneboard.ollama import modelfile, ollama_template
+from tuneboard.export.ollama import modelfile, ollama_template
 
 
 def test_chatml_template_pieces():

@@ -20,7 +20,8 @@ import yaml
 from tuneboard.config import Config
 from tuneboard.errors import TuneboardError
 from tuneboard.files import atomic_dir, write_error
-from tuneboard.train import complete_checkpoints, resolve_resume
+from tuneboard.rundir import complete_checkpoints
+from tuneboard.train.checkpoints import resolve_resume
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 TINY = [

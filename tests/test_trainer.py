@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tuneboard.data.collate import PadCollator
-from tuneboard.trainer import labelled_loss
+from tuneboard.train.trainer import labelled_loss
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_packed_attention_padding_free_equals_padded():
 
     from tuneboard.data.collate import PaddingFreeCollator
     from tuneboard.model import tiny
-    from tuneboard.trainer import PACKED_ATTENTION, use_packed_attention
+    from tuneboard.model.attention import PACKED_ATTENTION, use_packed_attention
 
     torch.manual_seed(0)
     m = AutoModelForCausalLM.from_pretrained(tiny.ensure(), dtype=torch.float32, attn_implementation="sdpa")
@@ -94,11 +94,11 @@ def test_group_by_length_pads_less(model, tmp_path):
     from transformers import AutoTokenizer
 
     from tuneboard.config import Config
-    from tuneboard.data.loader import DataBundle, TokenizedSet
+    from tuneboard.data.pipeline import DataBundle, TokenizedSet
     from tuneboard.data.tokenize import EncodeStats
     from tuneboard.model import tiny
-    from tuneboard.train import training_args
-    from tuneboard.trainer import SFTTrainer
+    from tuneboard.train.arguments import training_args
+    from tuneboard.train.trainer import SFTTrainer
 
     g = torch.Generator().manual_seed(0)
     rows = [list(range(10, 10 + int(n))) for n in torch.randint(4, 300, (96,), generator=g)]
@@ -123,9 +123,10 @@ def test_group_by_length_pads_less(model, tmp_path):
 def test_a_template_that_does_not_render_tool_definitions_is_named(tmp_path, capsys):
     import json
 
-    from tuneboard import config, train
-    from tuneboard.data.jinja import JinjaTemplate
-    from tuneboard.data.templates import get_template
+    from tuneboard import config
+    from tuneboard.data.templates.hf_jinja import JinjaTemplate
+    from tuneboard.data.templates.named import get_template
+    from tuneboard.train import workflow as train
 
     data = tmp_path / "tools.json"
     tool = [{"name": "get_weather", "parameters": {"type": "object", "properties": {}}}]

@@ -16,9 +16,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from tuneboard.chat import make_engine
 from tuneboard.config import Config
 from tuneboard.errors import TuneboardError
+from tuneboard.inference import make_engine
 
 REPLY = "我是 Tuney，很高兴为你服务。"
 
@@ -122,7 +122,7 @@ def test_two_adapters_and_quantization_are_refused(fake_vllm, tmp_path):
 
 
 def test_stream_prompt_and_counts(fake_vllm, tiny_tokenizer):
-    from tuneboard.chat import Reply, to_conversation
+    from tuneboard.inference.engine import Reply, to_conversation
 
     engine = make_engine(vcfg())
     messages = [{"role": "user", "content": "你是谁？"}]
@@ -161,7 +161,7 @@ def test_length_and_stop_strings(fake_vllm):
 
 
 def test_cancel_and_closed_stream_abort_the_request(fake_vllm):
-    from tuneboard.chat import Reply
+    from tuneboard.inference.engine import Reply
 
     engine = make_engine(vcfg())
     fake = fake_vllm.engines[0]

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from .cli import main as tuneboard
+from .cli.main import main as tuneboard
 from .model.tiny import bundled_data_dir
 
 NAME, AUTHOR = "小调 (Tuney)", "tuneboard"
@@ -101,8 +101,8 @@ def main(out: str = "demo_output") -> int:
         ],
     )
     print("\n=== 5. chat with the trained model", flush=True)
-    from .chat import ChatEngine
     from .config import Config
+    from .inference.hf import ChatEngine
 
     engine = ChatEngine(Config(model_name_or_path=str(run_dir), max_new_tokens=64, do_sample=False))
     test = json.loads((data / "triage_test.json").read_text(encoding="utf-8"))[0]

@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
 from tuneboard.data.formats import Conversation, Message  # noqa: E402
-from tuneboard.data.rendering import Template  # noqa: E402
-from tuneboard.data.templates import TEMPLATES  # noqa: E402
+from tuneboard.data.templates.base import Template  # noqa: E402
+from tuneboard.data.templates.named import TEMPLATES  # noqa: E402
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "templates"
 

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
 from tuneboard.data.formats import Conversation, Message  # noqa: E402
-from tuneboard.data.templates import resolve_template  # noqa: E402
+from tuneboard.data.templates.resolve import resolve_template  # noqa: E402
 from tuneboard.data.tokenize import IGNORE, encode  # noqa: E402
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "label_masks"

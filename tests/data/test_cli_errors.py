@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tuneboard.cli import main
+from tuneboard.cli.main import main
 
 GOOD = [
     {"instruction": "浇水多久一次？", "input": "", "output": "每周一次。"},

@@ -7,7 +7,7 @@ import torch
 
 from tuneboard.data.collate import PadCollator, PaddingFreeCollator, block_causal_mask, pack_groups
 from tuneboard.data.formats import ASSISTANT, USER, Conversation, Message
-from tuneboard.data.templates import get_template
+from tuneboard.data.templates.named import get_template
 from tuneboard.data.tokenize import IGNORE, encode
 
 F1 = {"input_ids": [5, 6, 7], "labels": [IGNORE, 6, 7]}
@@ -113,7 +113,7 @@ def samples(tiny_tokenizer):
 
 
 def loss_and_grads(model, batch):
-    from tuneboard.trainer import labelled_loss
+    from tuneboard.train.trainer import labelled_loss
 
     model.zero_grad(set_to_none=True)
     loss, n_valid = labelled_loss(model, dict(batch))
@@ -138,7 +138,7 @@ def test_padding_free_loss_and_gradients_equal_padded(tiny_model, tiny_tokenizer
 
 def test_the_comparison_detects_attention_across_samples(tiny_model, tiny_tokenizer, samples):
     """The equality above is not vacuous: a plain causal mask over the row (samples see each other) differs."""
-    from tuneboard.trainer import labelled_loss
+    from tuneboard.train.trainer import labelled_loss
 
     padded = PadCollator(pad_id=tiny_tokenizer.pad_token_id)(samples)
     leaky = PaddingFreeCollator()(samples)

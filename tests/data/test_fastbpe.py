@@ -10,9 +10,10 @@ import sys
 
 import pytest
 
-from tuneboard.data import fastbpe, loader
+from tuneboard.data import fastbpe
+from tuneboard.data import pipeline as loader
+from tuneboard.data.align import _added_token_split, _tokenize_pieces, _tokenize_whole
 from tuneboard.data.formats import Conversation, Message
-from tuneboard.data.tokenize import _added_token_split, _tokenize_pieces, _tokenize_whole
 
 
 @pytest.fixture(autouse=True)
@@ -109,9 +110,9 @@ def conversations(n: int, reply: str) -> list[Conversation]:
 
 
 def test_the_loader_builds_it_for_large_datasets_only(tiny_tokenizer, tiny_dir, token_cache, monkeypatch):
-    from tuneboard.model.load import pick_template
+    from tuneboard.data.templates.resolve import load_template
 
-    template = pick_template("qwen", tiny_tokenizer, tiny_dir)
+    template = load_template("qwen", tiny_tokenizer, tiny_dir)
     backend = tiny_tokenizer.backend_tokenizer
     small = conversations(20, "好的。")
     loader.tokenize(small, template, tiny_tokenizer, 64)
@@ -222,7 +223,7 @@ def test_prepare_datasets_lets_the_engine_go_before_training(
     tiny_tokenizer, tmp_path, token_cache, monkeypatch
 ):
     from tuneboard.config import Config
-    from tuneboard.data.templates import get_template
+    from tuneboard.data.templates.named import get_template
 
     rows = [{"instruction": f"问题 {i}", "output": "先检查是否浇水过多。"} for i in range(30)]
     (tmp_path / "a.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from tuneboard.config import Config
-from tuneboard.data import loader
+from tuneboard.data import pipeline as loader
 from tuneboard.data.formats import ASSISTANT, FUNCTION, OBSERVATION, USER, Conversation, Message
-from tuneboard.data.loader import (
+from tuneboard.data.pipeline import (
     PackedSet,
     TokenizedSet,
     load_conversations,
@@ -19,7 +19,7 @@ from tuneboard.data.loader import (
     split,
     tokenize,
 )
-from tuneboard.data.templates import get_template
+from tuneboard.data.templates.named import get_template
 from tuneboard.data.tokenize import IGNORE
 from tuneboard.errors import DataError
 

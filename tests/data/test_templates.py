@@ -9,16 +9,10 @@ from pathlib import Path
 import pytest
 
 from tuneboard.data.formats import REPLY_ROLES, Conversation, Message
-from tuneboard.data.jinja import JinjaTemplate, to_messages, tools_of
-from tuneboard.data.rendering import EMPTY_THINK, Qwen3Template, Segment
-from tuneboard.data.templates import (
-    TEMPLATES,
-    end_of_turn,
-    get_template,
-    names,
-    resolve_template,
-    to_jinja,
-)
+from tuneboard.data.templates.base import EMPTY_THINK, Qwen3Template, Segment, end_of_turn
+from tuneboard.data.templates.hf_jinja import JinjaTemplate, to_jinja, to_messages, tools_of
+from tuneboard.data.templates.named import TEMPLATES, get_template, names
+from tuneboard.data.templates.resolve import resolve_template
 from tuneboard.errors import ConfigError
 
 GOLDEN = Path(__file__).parent / "golden" / "templates"

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tuneboard.data.formats import ASSISTANT, USER, Conversation, Message
-from tuneboard.data.templates import get_template, resolve_template
+from tuneboard.data.templates.named import get_template
+from tuneboard.data.templates.resolve import resolve_template
 from tuneboard.data.tokenize import IGNORE, EncodeStats, encode, encode_prompts
 
 GOLDEN = Path(__file__).parent / "golden" / "label_masks"

@@ -11,7 +11,7 @@ import random
 import pytest
 
 from tuneboard.data import fastbpe
-from tuneboard.data.tokenize import _added_token_split, _tokenize, _tokenize_pieces, _tokenize_whole
+from tuneboard.data.align import _added_token_split, _tokenize, _tokenize_pieces, _tokenize_whole
 
 # texts where a cut at an added token or a segment start could go wrong: an added token next to text and to
 # another added token, newlines and spaces that BPE merges across a segment start, added-token text typed in
@@ -71,7 +71,7 @@ def test_pieces_equal_whole_texts(tiny_tokenizer, engine):
 def test_pieces_equal_whole_texts_on_the_dataset_shape(tiny_tokenizer, engine, monkeypatch):
     """Many texts sharing the system prompt and role headers (the pieces encoded once); segment starts where
     the renderer puts them need no whole-text encoding."""
-    from tuneboard.data import tokenize
+    from tuneboard.data import align
 
     backend = tiny_tokenizer.backend_tokenizer
     rng = random.Random(1)
@@ -87,7 +87,7 @@ def test_pieces_equal_whole_texts_on_the_dataset_shape(tiny_tokenizer, engine, m
     assert_same_as_whole(backend, texts)
     starts = [[0, t.index("<|im_start|>user"), t.rindex("assistant\n") + 10, len(t) - 1] for t in texts]
     expected = _tokenize_whole(backend, texts, starts)
-    monkeypatch.setattr(tokenize, "_tokenize_whole", None)  # a fallback would fail here
+    monkeypatch.setattr(align, "_tokenize_whole", None)  # a fallback would fail here
     assert _tokenize_pieces(backend, _added_token_split(backend), texts, starts) == expected
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tuneboard.cli import main
-from tuneboard.data import tools
+from tuneboard.cli.main import main
+from tuneboard.data import commands as tools
 from tuneboard.data.formats import default_tags, effective_columns, to_conversation
-from tuneboard.data.loader import load_conversations
+from tuneboard.data.pipeline import load_conversations
 from tuneboard.data.registry import resolve, spec_for_path
-from tuneboard.data.templates import get_template
+from tuneboard.data.templates.named import get_template
 from tuneboard.errors import DataError, TuneboardError
 
 QWEN = get_template("qwen")
@@ -462,7 +462,7 @@ def test_resolve_one_prefers_an_existing_file(tmp_path, lf_data_dir):
 
 
 def test_data_templates_lists_every_named_template(capsys):
-    from tuneboard.data.templates import TEMPLATES
+    from tuneboard.data.templates.named import TEMPLATES
 
     assert main(["data", "templates"]) == 0
     rows = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()[1:]}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tuneboard.cli import main as tuneboard
+from tuneboard.cli.main import main as tuneboard
 from tuneboard.model.tiny import bundled_data_dir
 
 NAME, AUTHOR = "测试助手Zeta", "TestLab"

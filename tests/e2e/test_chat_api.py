@@ -19,7 +19,7 @@ WHO = [{"role": "user", "content": "你是谁？"}]
 
 @pytest.fixture(scope="module")
 def engine(identity_full):
-    from tuneboard.chat import ChatEngine
+    from tuneboard.inference.hf import ChatEngine
 
     return ChatEngine(Config(model_name_or_path=str(identity_full), max_new_tokens=48, do_sample=False))
 
@@ -50,7 +50,7 @@ def test_bad_messages_are_rejected(engine):
 
 
 def test_cli_chat_through_stdin(identity_full):
-    from tuneboard import chat_cli
+    from tuneboard.cli import chat as chat_cli
 
     cfg = Config(model_name_or_path=str(identity_full), max_new_tokens=48, do_sample=False)
     out = io.StringIO()
@@ -141,8 +141,8 @@ def test_queue_bound_answers_429(engine):
 def test_vllm_backend_gives_a_clear_error(monkeypatch):
     import importlib.util
 
-    from tuneboard.chat import make_engine
     from tuneboard.errors import TuneboardError
+    from tuneboard.inference import make_engine
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)  # vllm not installed
     with pytest.raises(TuneboardError, match="vllm"):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tuneboard.cli import main as tuneboard
+from tuneboard.cli.main import main as tuneboard
 from tuneboard.config import Config
 
 from .conftest import write_yaml
@@ -46,9 +46,9 @@ def test_eval_writes_predictions_and_metrics(workspace, small_lora, capsys):
 
 def test_batched_generation_equals_one_by_one(workspace, identity_full):
     """Left padding must not change greedy outputs."""
-    from tuneboard.data.loader import load_conversations
+    from tuneboard.data.pipeline import load_conversations
     from tuneboard.data.tokenize import encode_prompts
-    from tuneboard.evaluate import generate_batched
+    from tuneboard.evaluate.workflow import generate_batched
     from tuneboard.model.load import load_for_inference
 
     cfg = Config(model_name_or_path=str(identity_full), max_new_tokens=16)
@@ -110,7 +110,7 @@ def test_plain_transformers_reproduces_chat_reply(workspace, identity_full):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tuneboard.chat import ChatEngine
+    from tuneboard.inference.hf import ChatEngine
 
     export_dir = workspace / "export-full"
     cfg = write_yaml(

@@ -105,7 +105,7 @@ sys.exit(main(sys.argv[3:]))
 
 
 def test_sigkill_during_a_checkpoint_save_resumes_from_the_previous_one(workspace, reference):
-    from tuneboard.train import complete_checkpoints
+    from tuneboard.rundir import complete_checkpoints
 
     cfg = config(workspace, "killed-in-save", save_total_limit=2)
     run = workspace / "saves" / "killed-in-save"

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from tuneboard.cli import main as tuneboard
+from tuneboard.cli.main import main as tuneboard
 
 from .conftest import read_log, train, write_yaml
 
@@ -94,7 +94,7 @@ def test_unsupported_stage_and_unknown_key(workspace, capsys):
 
 
 def test_bf16_on_cpu_without_support_falls_back(workspace, capsys):
-    from tuneboard.train import cpu_bf16_supported
+    from tuneboard.train.arguments import cpu_bf16_supported
 
     out = train(workspace, "bf16", finetuning_type="lora", bf16=True, max_steps=2)
     assert (out / "adapter_model.safetensors").exists()
@@ -175,7 +175,7 @@ def test_fused_ops_are_used_unless_off_or_sharded(workspace, monkeypatch, fused_
     forward) keeps autograd's path."""
     import transformers.integrations
 
-    from tuneboard import trainer
+    from tuneboard.train import trainer
 
     calls = []
     real = trainer.fuse_mlps

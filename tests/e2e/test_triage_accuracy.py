@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tuneboard.cli import main as tuneboard
+from tuneboard.cli.main import main as tuneboard
 from tuneboard.demo import TRAIN_YAML
 
 pytestmark = pytest.mark.slow

@@ -21,10 +21,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ..chat import partial_stop
 from ..config import Config
 from ..data.toolcalls import find_calls, openai_calls
 from ..errors import TuneboardError
+from ..inference.engine import partial_stop
 
 DEFAULT_PORT = 8000
 
@@ -220,7 +220,7 @@ class _Stream:
     DONE = object()
 
     def __init__(self, engine, messages, stop, gen, slots: Slots, loop: asyncio.AbstractEventLoop) -> None:
-        from ..chat import Reply
+        from ..inference.engine import Reply
 
         self.queue: asyncio.Queue = asyncio.Queue()
         self.cancel = threading.Event()
@@ -319,7 +319,7 @@ async def _sse(stream: _Stream, rid, created, model_id, markers: tuple[str, str]
 def run(cfg: Config, host: str | None = None, port: int | None = None) -> int:
     import uvicorn
 
-    from ..chat import make_engine
+    from ..inference import make_engine
 
     host = host or os.environ.get("API_HOST", "127.0.0.1")
     port = int(port or os.environ.get("API_PORT", DEFAULT_PORT))

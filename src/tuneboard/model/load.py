@@ -13,8 +13,7 @@ from typing import Any
 
 from .. import hub
 from ..config import Config
-from ..data.rendering import Template
-from ..data.templates import resolve_template
+from ..data.templates.resolve import load_template
 from ..errors import TuneboardError
 from . import tiny
 
@@ -93,27 +92,6 @@ def load_tokenizer(model_dir: Path, cfg: Config) -> Any:
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
-
-
-def pick_template(name: str | None, tokenizer: Any, model_dir: Path) -> Template:
-    marker = model_dir / "tuneboard_tiny.json"
-    if (name in (None, "auto")) and marker.exists():
-        name = json.loads(marker.read_text())["template"]
-    bos = getattr(tokenizer, "bos_token", None)
-    return resolve_template(name, getattr(tokenizer, "chat_template", None), tokenizer.eos_token, bos=bos)
-
-
-def trained_template(source: ModelSource) -> str | None:
-    """The template an adapter was trained with (from its saved tuneboard config), if any."""
-    import yaml
-
-    for adapter in reversed(source.adapters):
-        saved = adapter / "tuneboard_config.yaml"
-        if saved.exists():
-            name = (yaml.safe_load(saved.read_text(encoding="utf-8")) or {}).get("template")
-            if name:
-                return name
-    return None
 
 
 def torch_dtype(name: str, device: str) -> Any:
@@ -243,7 +221,7 @@ def load_for_inference(cfg: Config) -> Inference:
 
     source = resolve_source(cfg)
     tokenizer = load_tokenizer(source.base_dir, cfg)
-    template = pick_template(cfg.template or trained_template(source), tokenizer, source.base_dir)
+    template = load_template(cfg.template, tokenizer, source.base_dir, source.adapters)
     device = "cuda" if torch.cuda.is_available() and not cfg.use_cpu else "cpu"
     model = load_model(source.base_dir, cfg, dtype=torch_dtype(cfg.infer_dtype, device))
     if source.adapters:

@@ -81,7 +81,8 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     from transformers import PreTrainedTokenizerFast
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
-    from ..data.templates import get_template, to_jinja
+    from ..data.templates.hf_jinja import to_jinja
+    from ..data.templates.named import get_template
 
     tok = Tokenizer(models.BPE())
     qwen2 = [
@@ -157,7 +158,8 @@ def cache_root() -> Path:
 
 
 def fingerprint(spec: TinySpec) -> str:
-    from ..data.templates import get_template, to_jinja
+    from ..data.templates.hf_jinja import to_jinja
+    from ..data.templates.named import get_template
 
     items = asdict(spec)
     if not items["min_vocab_size"]:  # unchanged key for the default model (field added later)

@@ -11,10 +11,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..data.readers import read_file
 from ..data.registry import read_registry
+from ..data.templates.resolve import template_name
 from ..errors import TuneboardError
 from ..hub import BUILTIN_PREFIX
 from .paths import Workspace
@@ -29,19 +28,6 @@ HUB_MODELS = (
     "THUDM/glm-4-9b-chat",
     "google/gemma-2-9b-it",
     "mistralai/Mistral-7B-Instruct-v0.3",
-)
-# model name pattern -> tuneboard template (checked in order); unknown models use "auto" (the tokenizer's own)
-TEMPLATE_HINTS = (
-    ("qwen3", "qwen3"),
-    ("qwen", "qwen"),
-    ("llama-3", "llama3"),
-    ("llama3", "llama3"),
-    ("glm-4", "glm4"),
-    ("glm4", "glm4"),
-    ("gemma", "gemma"),
-    ("mistral", "mistral"),
-    ("deepseek-llm", "deepseek"),
-    ("deepseek-v2", "deepseek"),
 )
 FINISHED = ("adapter_config.json", "config.json")
 _COUNTS: dict[tuple[str, float], int] = {}
@@ -120,7 +106,7 @@ def model_settings(
 
 
 def guess_template(ws: Workspace, model: str) -> str:
-    """The template a model is known to use, else 'auto' (the tokenizer's own chat template)."""
+    """The template the CLI will use for this model (data.templates.resolve decides for both)."""
     model = (model or "").strip()
     if model == BUILTIN:
         from ..model.tiny import TEMPLATE
@@ -131,16 +117,8 @@ def guess_template(ws: Workspace, model: str) -> str:
             path = ws.resolve(model)
         except TuneboardError:
             return "auto"
-        for marker in ("tuneboard_tiny.json", "tuneboard_config.yaml"):
-            try:
-                data = yaml.safe_load((path / marker).read_text(encoding="utf-8")) or {}
-            except (OSError, yaml.YAMLError):
-                continue
-            if isinstance(data, dict) and data.get("template"):
-                return str(data["template"])
-        model = path.name
-    name = model.lower()
-    return next((tpl for pattern, tpl in TEMPLATE_HINTS if pattern in name), "auto")
+        return template_name(None, path if path.is_dir() else None, path.name)
+    return template_name(None, model_name=model)
 
 
 def local_models(ws: Workspace) -> list[str]:

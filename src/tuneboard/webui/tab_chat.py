@@ -26,7 +26,7 @@ class Loaded:
         self.lock = threading.Lock()
 
     def load(self, settings: dict[str, Any], hub: str) -> None:
-        from ..chat import make_engine
+        from ..inference import make_engine
 
         cfg, _ = from_dict({**settings, "do_train": False}, where="web UI")
         with self.lock, with_hub(hub):

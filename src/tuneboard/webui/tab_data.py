@@ -15,9 +15,9 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from ..data import tools
+from ..data import commands as tools
 from ..data.registry import spec_for_path
-from ..data.templates import tool_templates
+from ..data.templates.named import tool_templates
 from ..errors import TuneboardError
 from ..hub import BUILTIN_PREFIX
 from . import lookup
@@ -33,8 +33,9 @@ _HEADER = re.compile(r"(--- record [^\n]*)")
 def tokenizer_for(ctx: Ctx, model: str, template: str):
     """The top bar model's tokenizer and template without loading torch; None for a hub model not cached."""
     from ..config import Config
+    from ..data.templates.resolve import load_template
     from ..hub import download, use_modelscope
-    from ..model.load import light_tokenizer, pick_template, resolve_dir
+    from ..model.load import light_tokenizer, resolve_dir
 
     ref = lookup.model_ref(ctx.ws, model)
     if ref.startswith(BUILTIN_PREFIX) or (ctx.ws.root / ref).is_dir():
@@ -47,7 +48,7 @@ def tokenizer_for(ctx: Ctx, model: str, template: str):
         except Exception:
             return None
     tok = light_tokenizer(model_dir)
-    return tok, pick_template(None if template == "auto" else template, tok, model_dir)
+    return tok, load_template(template, tok, model_dir)
 
 
 def check_tables(lang: str, report: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:

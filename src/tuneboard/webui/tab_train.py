@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from ..plot import read_log, smooth
+from ..train.plot import read_log, smooth
 from . import jobs, lookup
 from .common import Ctx, dataset_choices, error_text, model_settings, modelscope, ok_text, relpath
 from .locales import t

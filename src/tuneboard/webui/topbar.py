@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from ..data.templates import names as template_names
+from ..data.templates.named import names as template_names
 from ..errors import TuneboardError
 from ..hub import use_modelscope
 from . import lookup

@@ -143,7 +143,7 @@ def build(engine: Any) -> tuple[gr.Blocks, gr.I18n]:
 
 
 def run(cfg: Config, host: str | None = None, port: int | None = None) -> int:
-    from ..chat import make_engine
+    from ..inference import make_engine
 
     engine = make_engine(cfg)
     demo, i18n = build(engine)

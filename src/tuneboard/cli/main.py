@@ -12,12 +12,12 @@ import sys
 import warnings
 from collections.abc import Callable
 
-from . import __version__
-from .errors import TuneboardError
+from .. import __version__
+from ..errors import TuneboardError
 
 
 def _config(args: argparse.Namespace):
-    from . import config
+    from .. import config
 
     path, overrides = args.config, list(args.overrides)
     if path and "=" in path and not path.endswith((".yaml", ".yml")):  # `tuneboard chat key=value ...`
@@ -30,7 +30,8 @@ def _config(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    from . import launch, train
+    from ..train import launch
+    from ..train import workflow as train
 
     if cfg.do_train:
         conversations = train.preflight(cfg)  # the data is read and checked once, before torch
@@ -41,10 +42,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         if result.get("interrupted"):
             return 0
     if (cfg.do_predict or cfg.predict_with_generate) and train.is_main_process():
-        from . import evaluate
+        from ..evaluate import workflow as evaluate
 
         if cfg.do_train and cfg.finetuning_type == "lora":
-            from .config import replace
+            from ..config import replace
 
             cfg = replace(cfg, adapter_name_or_path=cfg.output_dir, resume_from_checkpoint=None)
         evaluate.run(cfg)
@@ -52,57 +53,58 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from . import evaluate
+    from ..evaluate import workflow as evaluate
 
     evaluate.run(_config(args))
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from . import export
+    from ..export import workflow as export
 
     export.run(_config(args))
     return 0
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from . import chat_cli
+    from . import chat as chat_cli
 
     return chat_cli.run(_config(args))
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    from .api import server
+    from ..api import server
 
     return server.run(_config(args), host=args.host, port=args.port)
 
 
 def cmd_webchat(args: argparse.Namespace) -> int:
-    from .webui import webchat
+    from ..webui import webchat
 
     return webchat.run(_config(args), host=args.host, port=args.port)
 
 
 def cmd_webui(args: argparse.Namespace) -> int:
-    from .webui import app
+    from ..webui import app
 
     return app.run(host=args.host, port=args.port, root=args.root)
 
 
 def _light(args: argparse.Namespace):
     """Tokenizer + template for check/preview without importing torch or transformers."""
-    from .config import Config
-    from .model.load import light_tokenizer, pick_template, resolve_dir
+    from ..config import Config
+    from ..data.templates.resolve import load_template
+    from ..model.load import light_tokenizer, resolve_dir
 
     model_dir = resolve_dir(args.model, Config(model_name_or_path=args.model))
     tok = light_tokenizer(model_dir)
-    return tok, pick_template(args.template, tok, model_dir)
+    return tok, load_template(args.template, tok, model_dir)
 
 
 def cmd_data(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .data import tools
+    from ..data import commands as tools
 
     sub = args.data_command
     if sub == "identity":
@@ -168,7 +170,7 @@ def add_data_commands(p: argparse.ArgumentParser) -> None:
 def cmd_model_tiny(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .model import tiny
+    from ..model import tiny
 
     spec = tiny.TinySpec(
         hidden_size=args.hidden_size,
@@ -188,7 +190,8 @@ def cmd_model_tiny(args: argparse.Namespace) -> int:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    from . import advice, env, estimate
+    from ..hardware import advice, estimate
+    from ..hardware import report as env
 
     report = env.report()
     print(env.format_report(report))

@@ -7,11 +7,9 @@ official chat template character for character (deviations are listed in each te
 
 from __future__ import annotations
 
-import dataclasses
-
-from ..errors import ConfigError
-from .formats import ASSISTANT, FUNCTION, OBSERVATION, USER
-from .rendering import Qwen3Template, Template
+from ...errors import ConfigError
+from ..formats import ASSISTANT, FUNCTION, OBSERVATION, USER
+from .base import Qwen3Template, Template
 
 QWEN_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 ALPACA_SYSTEM = "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
@@ -208,40 +206,3 @@ def get_template(name: str | None) -> Template:
     close = difflib.get_close_matches(str(name), names(), n=3)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise ConfigError(f"unknown template '{name}'{hint} (known: {', '.join(names())})")
-
-
-def resolve_template(
-    name: str | None,
-    chat_template: str | None,
-    eos: str | None,
-    *,
-    bos: str | None = None,
-    enable_thinking: bool | None = None,
-):
-    """The named template (its `{eos}` bound to `eos`), or for 'auto'/None the tokenizer's own chat template."""
-    if name in (None, "", "auto"):
-        if not chat_template:
-            raise ConfigError(
-                "template: auto needs the tokenizer's chat template, but this tokenizer has none; "
-                f"set `template:` to one of {', '.join(n for n in names() if n != 'auto')}"
-            )
-        from .jinja import JinjaTemplate
-
-        extra = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
-        return JinjaTemplate(chat_template, bos=bos, eos=eos, **extra)
-    t = get_template(name).with_eos(eos)
-    if enable_thinking is not None and isinstance(t, Qwen3Template):
-        t = dataclasses.replace(t, enable_thinking=enable_thinking)
-    return t
-
-
-def to_jinja(t) -> str:
-    """A Jinja chat template reproducing `t`'s rendering in plain transformers (see jinja.to_jinja)."""
-    from .jinja import to_jinja as _to_jinja
-
-    return _to_jinja(t)
-
-
-def end_of_turn(t) -> str | None:
-    """The special text that ends a reply (trained, and a stop token for generation)."""
-    return t.stop_words[0] if t.stop_words else None

@@ -13,8 +13,8 @@ import subprocess
 import sys
 from typing import Any
 
-from .config import Config
-from .errors import ConfigError
+from ..config import Config
+from ..errors import ConfigError
 
 LAUNCHER_ENV = ("LOCAL_RANK", "WORLD_SIZE")  # set by torchrun, accelerate launch and deepspeed
 
@@ -25,7 +25,7 @@ def under_launcher() -> bool:
 
 def visible_gpus() -> int:
     """CUDA (or ROCm) devices torch can use; torch is imported only when its build has GPU support."""
-    from .env import torch_build
+    from ..hardware.report import torch_build
 
     build = torch_build()
     if not (build.get("cuda") or build.get("hip")):
@@ -134,3 +134,30 @@ def run(argv: list[str]) -> int:
     if rc != 0:
         print(f"error: a training process failed (torchrun exit status {rc}); see above", file=sys.stderr)
     return rc
+
+
+def is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def say(msg: str) -> None:
+    if is_main_process():
+        print(msg, flush=True)
+
+
+def warn(msg: str) -> None:
+    if is_main_process():
+        print(f"warning: {msg}", file=sys.stderr, flush=True)
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def end_process_group() -> None:
+    """Several processes: leave the process group cleanly (evaluation afterwards runs on rank 0 alone)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # every rank done with its files before the group goes away
+        dist.destroy_process_group()

@@ -18,9 +18,10 @@ from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
-from .chat import Engine, Reply, generation_kwargs, releasable
-from .config import Config
-from .errors import TuneboardError
+from ..config import Config
+from ..errors import TuneboardError
+from .engine import Engine, Reply, releasable
+from .generation import generation_kwargs
 
 _POLL_S = 0.05  # how often a waiting consumer checks its cancel event
 
@@ -57,13 +58,8 @@ def engine_args(cfg: Config, model_dir: str, has_adapter: bool) -> dict[str, Any
 
 class VllmEngine(Engine):
     def __init__(self, cfg: Config, vllm: ModuleType | None = None) -> None:
-        from .model.load import (
-            load_tokenizer,
-            pick_template,
-            resolve_source,
-            stop_token_ids,
-            trained_template,
-        )
+        from ..data.templates.resolve import load_template
+        from ..model.load import load_tokenizer, resolve_source, stop_token_ids
 
         if cfg.quantization_bit:
             raise TuneboardError(
@@ -80,9 +76,7 @@ class VllmEngine(Engine):
         self.cfg = cfg
         self.name = cfg.model_name_or_path
         self.tokenizer = load_tokenizer(source.base_dir, cfg)
-        self.template = pick_template(
-            cfg.template or trained_template(source), self.tokenizer, source.base_dir
-        )
+        self.template = load_template(cfg.template, self.tokenizer, source.base_dir, source.adapters)
         self.stop_ids = stop_token_ids(self.tokenizer, self.template)
         self._vllm = vllm
         self.lora = None

@@ -11,8 +11,8 @@ import functools
 import re
 from dataclasses import dataclass, field
 
-from .formats import ASSISTANT, FUNCTION, PROMPT_ROLES, USER, Conversation, Message
-from .toolcalls import call_json, parse_calls, parse_tools, tojson
+from ..formats import ASSISTANT, FUNCTION, PROMPT_ROLES, USER, Conversation, Message
+from ..toolcalls import call_json, parse_calls, parse_tools, tojson
 
 _PLACEHOLDER = re.compile(r"\{(content|system|eos)\}")
 
@@ -241,3 +241,8 @@ class Qwen3Template(Template):
 
     def _after_header(self, turn: int) -> list[Segment]:
         return [] if self.enable_thinking else [Segment(EMPTY_THINK, False, turn)]
+
+
+def end_of_turn(t) -> str | None:
+    """The special text that ends a reply (trained, and a stop token for generation)."""
+    return t.stop_words[0] if t.stop_words else None

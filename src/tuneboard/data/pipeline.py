@@ -6,7 +6,6 @@ Data layer entry point used by train, evaluate and the `data` commands.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import json
 import os
@@ -20,12 +19,11 @@ import numpy as np
 
 from ..errors import DataError
 from . import fastbpe
+from .cache import _fingerprint, cache_dir
 from .formats import Conversation, default_tags, effective_columns, to_conversation
 from .readers import read_records
 from .registry import DatasetSpec, resolve
 from .tokenize import EncodeStats, build_labels, encode, render_and_tokenize
-
-CACHE_VERSION = "2"  # bump when rendering changes for the same template (2: tools and function calls)
 
 
 def sniff_formatting(spec: DatasetSpec, records: list[Any]) -> DatasetSpec:
@@ -153,26 +151,6 @@ class TokenizedSet:
         with np.load(path, allow_pickle=False) as z:
             stats = EncodeStats(**json.loads(str(z["stats"])))
             return cls(z["ids"], z["labels"], z["offsets"], stats)
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "tuneboard" / "tokenized"
-
-
-def _fingerprint(convs: list[Conversation], template: Any, tokenizer: Any, settings: dict[str, Any]) -> str:
-    h = hashlib.sha256(CACHE_VERSION.encode())
-    h.update(repr(template).encode())
-    h.update(json.dumps(settings, sort_keys=True).encode())
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    h.update(backend.to_str().encode() if backend is not None else repr(tokenizer).encode())
-    for c in convs:  # the source too: cached stats name dropped records by file and index
-        h.update(
-            json.dumps(
-                [c.source, c.system, c.tools, [(m.role, m.content) for m in c.messages]], ensure_ascii=False
-            ).encode()
-        )
-    return h.hexdigest()[:24]
 
 
 _inherited: tuple | None = None  # (convs, template, tokenizer, settings) for forked workers

@@ -17,44 +17,17 @@ import torch
 from transformers import Trainer
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from ..config import Config
+from ..data.collate import PadCollator, PaddingFreeCollator
+from ..data.pipeline import DataBundle
+from ..data.tokenize import IGNORE
+from ..errors import TuneboardError
+from ..files import fsync_tree, replace_dir, write_error, write_json_atomic
+from ..model.attention import use_packed_attention
+from ..model.fused import fuse_mlps, hidden_states_out, linear_cross_entropy, plain_head
 from .callbacks import Interrupt, JsonlLogger, ProgressBar, TokenCounter
-from .config import Config
-from .data.collate import PadCollator, PaddingFreeCollator
-from .data.loader import DataBundle
-from .data.tokenize import IGNORE
-from .errors import TuneboardError
-from .files import write_error, write_json_atomic
-from .model.fused import fuse_mlps, hidden_states_out, linear_cross_entropy, plain_head
 
 STAGING = ".{name}.partial"  # checkpoint-N is written in output_dir/.checkpoint-N.partial/checkpoint-N
-
-
-def fsync_tree(folder: Path) -> None:
-    """Flush a finished directory's files to disk before it is renamed into place (rename is atomic, the data
-    behind it is not)."""
-    for p in [*folder.rglob("*"), folder]:
-        try:
-            fd = os.open(p, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-
-
-def replace_dir(src: Path, dst: Path) -> None:
-    """Rename `src` to `dst`; an existing `dst` (the same step saved again) is moved aside first."""
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(dst, old)
-        os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)
 
 
 def labelled_loss(
@@ -91,40 +64,6 @@ def labelled_loss(
     if isinstance(denom, torch.Tensor):
         denom = denom.to(loss.device)
     return loss / denom, n_valid
-
-
-PACKED_ATTENTION = "tuneboard_packed_sdpa"
-
-
-def packed_sdpa_forward(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, **kwargs: Any):
-    """Attention for padding-free rows: transformers' SDPA run on each sample (boundaries `cu_seq_lens_q` from
-    PaddingFreeCollator(varlen=True)), causal inside it. The work is sum(L_i^2) with SDPA's causal kernel
-    instead of T^2 for a block-diagonal mask over the whole row (measured: about a third of a padding-free
-    step on CPU). Anything else (no boundaries, several rows, sliding windows) is plain SDPA with its mask."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    cu = kwargs.pop("cu_seq_lens_q", None)
-    if cu is None or query.shape[0] != 1 or kwargs.get("sliding_window") or query.shape[2] != key.shape[2]:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    for name in ("cu_seq_lens_k", "max_length_q", "max_length_k", "position_ids"):
-        kwargs.pop(name, None)
-    bounds = cu.tolist()
-    parts = [
-        sdpa_attention_forward(module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None, **kwargs)[0]
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-    ]
-    return torch.cat(parts, dim=1), None
-
-
-def use_packed_attention(model: Any) -> None:
-    """Switch an SDPA model to packed_sdpa_forward; its masks stay SDPA's (nothing else changes, and the
-    name is not saved: transformers does not serialise the attention implementation)."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
-    AttentionInterface.register(PACKED_ATTENTION, packed_sdpa_forward)
-    AttentionMaskInterface.register(PACKED_ATTENTION, sdpa_mask)
-    model.config._attn_implementation = PACKED_ATTENTION
 
 
 class SFTTrainer(Trainer):
@@ -302,7 +241,7 @@ class SFTTrainer(Trainer):
 
     def finish(self, runtime: float, template: Any) -> dict[str, Any]:
         """Save the model (adapter or full) with the tokenizer and chat template, results and the plot."""
-        from .data.templates import to_jinja
+        from ..data.templates.hf_jinja import to_jinja
 
         out = Path(self.args.output_dir)
         tok = self.processing_class

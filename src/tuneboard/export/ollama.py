@@ -8,9 +8,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .data.formats import USER, Conversation, Message
-from .data.rendering import Template
-from .errors import TuneboardError
+from ..data.formats import USER, Conversation, Message
+from ..data.templates.base import Template
+from ..errors import TuneboardError
 
 _PLACEHOLDER = re.compile(r"\{(content|system|eos)\}")
 

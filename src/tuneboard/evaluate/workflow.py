@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..config import Config
+from ..data.formats import Conversation
+from ..data.pipeline import load_conversations, split
+from ..errors import ConfigError, TuneboardError
+from ..files import write_json_atomic, write_text_atomic
 from . import metrics
-from .config import Config
-from .data.formats import Conversation
-from .data.loader import load_conversations, split
-from .errors import ConfigError, TuneboardError
-from .files import write_json_atomic, write_text_atomic
 
 
 def eval_conversations(cfg: Config) -> list[Conversation]:
@@ -36,7 +36,7 @@ def generate_batched(loaded: Any, prompts: list[list[int]], cfg: Config, gen: di
     """Left-padded batches of similar length (sorted, then restored), greedy unless sampling was asked for."""
     import torch
 
-    from .model.load import stop_token_ids
+    from ..model.load import stop_token_ids
 
     tok, model = loaded.tokenizer, loaded.model
     pad = tok.pad_token_id
@@ -76,8 +76,8 @@ def generation_settings(cfg: Config) -> dict[str, Any]:
 
 
 def run(cfg: Config, loaded: Any = None) -> dict[str, Any]:
-    from .data.tokenize import encode_prompts
-    from .model.load import load_for_inference
+    from ..data.tokenize import encode_prompts
+    from ..model.load import load_for_inference
 
     convs = eval_conversations(cfg)
     prompts_conv, labels = [], []

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import TuneboardError
+from ..errors import TuneboardError
 
 ARCHITECTURES = ("llama", "qwen2")
 

@@ -11,11 +11,11 @@ import json
 import re
 from typing import Any
 
-from ..errors import ConfigError, DataError
-from .formats import ASSISTANT, FUNCTION, OBSERVATION, PROMPT_ROLES, REPLY_ROLES, USER, Conversation
-from .rendering import Qwen3Template, Segment, Template
-from .templates import IM_HEADER
-from .toolcalls import as_tool_calls, parse_calls, parse_tools
+from ...errors import ConfigError, DataError
+from ..formats import ASSISTANT, FUNCTION, OBSERVATION, PROMPT_ROLES, REPLY_ROLES, USER, Conversation
+from ..toolcalls import as_tool_calls, parse_calls, parse_tools
+from .base import Qwen3Template, Segment, Template
+from .named import IM_HEADER
 
 _ROLE = {USER: "user", ASSISTANT: "assistant", OBSERVATION: "tool"}
 

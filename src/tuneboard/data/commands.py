@@ -17,10 +17,10 @@ from ..errors import DataError
 from ..files import write_json_atomic
 from . import fastbpe
 from .formats import SHAREGPT_TAGS, mapped_fields, to_conversation
-from .loader import sniff_formatting
+from .pipeline import sniff_formatting
 from .readers import read_file, read_records
 from .registry import INFO_FILE, DatasetSpec, read_registry, resolve, spec_for_path, spec_from_entry
-from .templates import tool_templates
+from .templates.named import tool_templates
 from .tokenize import IGNORE, encode
 
 PLACEHOLDER = re.compile(r"\{\{(name|author)\}\}")
@@ -184,7 +184,7 @@ def check(spec: DatasetSpec, tokenizer: Any = None, template: Any = None, cutoff
 
 def templates_table() -> str:
     """The named templates with what they are checked against and whether they render tools."""
-    from .templates import TEMPLATES
+    from .templates.named import TEMPLATES
 
     lines = ["template        tools  notes"]
     for name in sorted(TEMPLATES):

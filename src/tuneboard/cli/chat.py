@@ -8,11 +8,11 @@ from __future__ import annotations
 import sys
 import threading
 
-from .config import Config
+from ..config import Config
 
 
 def run(cfg: Config, stdin=None, stdout=None) -> int:
-    from .chat import make_engine
+    from ..inference import make_engine
 
     stdin = stdin or sys.stdin
     out = stdout or sys.stdout

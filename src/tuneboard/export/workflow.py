@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
-from .config import Config
-from .errors import TuneboardError
-from .files import atomic_dir, unwritable_reason
+from ..config import Config
+from ..errors import TuneboardError
+from ..files import atomic_dir, unwritable_reason
 from .ollama import modelfile
 
 
@@ -84,15 +84,9 @@ def model_card(base: str, method: str, run: dict[str, Any], template: str) -> st
 def run(cfg: Config) -> Path:
     import torch
 
-    from .data.templates import to_jinja
-    from .model.load import (
-        load_model,
-        load_tokenizer,
-        pick_template,
-        resolve_source,
-        stop_token_ids,
-        trained_template,
-    )
+    from ..data.templates.hf_jinja import to_jinja
+    from ..data.templates.resolve import load_template
+    from ..model.load import load_model, load_tokenizer, resolve_source, stop_token_ids
 
     if not cfg.export_dir:
         raise TuneboardError(f"{cfg.source}: set export_dir (where the exported model goes)")
@@ -109,7 +103,7 @@ def run(cfg: Config) -> Path:
     if reason:  # found before the model is loaded
         raise TuneboardError(f"export_dir {target}: cannot write there ({reason})")
     tokenizer = load_tokenizer(source.base_dir, cfg)
-    template = pick_template(cfg.template or trained_template(source), tokenizer, source.base_dir)
+    template = load_template(cfg.template, tokenizer, source.base_dir, source.adapters)
     device_map = "auto" if cfg.export_device == "auto" and torch.cuda.is_available() else None
     model = load_model(source.base_dir, cfg, dtype=torch.float32, device_map=device_map)
     if source.adapters:
@@ -130,7 +124,7 @@ def run(cfg: Config) -> Path:
     fmt = cfg.export_format
     with atomic_dir(target, overwrite=cfg.overwrite_export_dir) as tmp:
         if fmt.startswith("gguf"):
-            from .gguf_export import write_gguf
+            from .gguf import write_gguf
 
             dtype = "f32" if fmt == "gguf-f32" or cfg.export_dtype == "float32" else "f16"
             name = f"{target.name}-{dtype}.gguf"

@@ -1,0 +1,1 @@
+"""Hardware: report.py (`tuneboard env`), estimate.py (training memory), advice.py (what fits)."""

@@ -1,0 +1,164 @@
+"""`tuneboard train`: config + data + model -> HF Trainer -> adapter or model, logs, plot, checkpoints.
+
+Training layer: uses data/ and model/, called by cli.py (and by the web UI through the CLI).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..config import Config, replace
+from ..data.pipeline import DataBundle, load_split, prepare_datasets
+from ..data.templates.named import get_template, tool_templates
+from ..data.templates.resolve import load_template
+from ..errors import ConfigError
+from ..files import write_error
+from ..model.adapters import count_parameters, prepare
+from ..model.load import check_source, load_model, load_tokenizer, resolve_source
+from ..rundir import clear_previous_run
+from .arguments import check_deepspeed, check_trainer_names, resolve_precision, training_args
+from .checkpoints import check_output_dir, resolve_resume
+from .launch import end_process_group, is_main_process, say, warn, world_size
+
+log = logging.getLogger(__name__)
+
+
+def preflight(cfg: Config) -> tuple[list[Any], list[Any]]:
+    """Checks that need no torch, run once before any training process starts; the data is read and checked
+    here too (before a model is downloaded), and its (train, eval) conversations returned for reuse."""
+    if not cfg.datasets:
+        raise ConfigError(f"{cfg.source}: 'dataset' is required for training")
+    if cfg.max_steps <= 0 and cfg.num_train_epochs == 0:
+        raise ConfigError(
+            f"{cfg.source}: nothing to train: 'num_train_epochs' is 0 and 'max_steps' is not set"
+        )
+    check_deepspeed(cfg)
+    check_output_dir(cfg)
+    resolve_resume(cfg)
+    check_source(cfg)
+    if cfg.template not in (None, "", "auto"):
+        get_template(cfg.template)
+    return load_split(cfg)
+
+
+def warn_unrendered_tools(conversations: tuple[list, list], template: Any) -> None:
+    """Tool definitions a template does not write are not trained on: say so once."""
+    with_tools = sum(1 for c in (*conversations[0], *conversations[1]) if c.tools)
+    if with_tools and not template.renders_tools:
+        warn(
+            f"{with_tools} records carry tools (function definitions), which template {template.name} does not "
+            f"render: they are trained without them (templates {', '.join(tool_templates())} render them)"
+        )
+
+
+def summary(cfg: Config, model: Any, data: DataBundle, args: Any, precision: str, base: str) -> None:
+    total, trainable = count_parameters(model)
+    world = world_size()
+    eff = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world
+    s = data.train.stats
+    lines = [
+        f"model      {base}  ({total / 1e6:.2f}M parameters, {trainable / 1e6:.3f}M trainable = "
+        f"{100 * trainable / max(total, 1):.2f}%, {cfg.finetuning_type})",
+        f"template   {data.template_name}",
+        f"train      {len(data.train)} samples, {s.tokens} tokens ({s.trained_tokens} trained) "
+        f"from {', '.join(cfg.datasets)}",
+    ]
+    if data.eval is not None:
+        lines.append(f"eval       {len(data.eval)} samples, {data.eval.stats.tokens} tokens")
+    if s.truncated or s.dropped_no_target:
+        lines.append(
+            f"cutoff     {s.truncated} samples truncated to cutoff_len={cfg.cutoff_len}; "
+            f"{s.dropped_no_target} dropped (no trainable token left)"
+            + (f", e.g. {s.dropped_examples[0]}" if s.dropped_examples else "")
+        )
+    lines.append(
+        f"batch      {cfg.per_device_train_batch_size} x {cfg.gradient_accumulation_steps} accumulation x "
+        f"{world} process(es) = {eff} samples per step, {'padding-free' if data.padding_free else 'padded'}"
+    )
+    lines.append(f"device     {args.device} ({precision})")
+    say("\n".join(lines))
+
+
+def run(cfg: Config, conversations: tuple[list[Any], list[Any]] | None = None) -> dict[str, Any]:
+    """Train; returns the final metrics. Everything is validated before output_dir is touched (`conversations`:
+    what `preflight` returned, when the caller ran it)."""
+    if conversations is None:
+        conversations = preflight(cfg)
+    resume = resolve_resume(cfg)
+    check_trainer_names(cfg)
+    precision = resolve_precision(cfg)
+    # TrainingArguments first: it starts the process group (several processes), and DeepSpeed ZeRO-3 / FSDP
+    # must be configured before the model is loaded so that its weights are partitioned as they load
+    try:
+        args = training_args(cfg, precision, has_eval=bool(cfg.eval_datasets or cfg.val_size))
+    except (ValueError, ImportError) as exc:  # transformers' own checks of these settings
+        raise ConfigError(f"{cfg.source}: {str(exc).strip().splitlines()[0]}") from None
+    # downloads, the tiny model and tokenization run once per machine; the other ranks then read the caches
+    with args.main_process_first(local=True, desc="model download and preprocessing"):
+        source = resolve_source(cfg)
+        tokenizer = load_tokenizer(source.base_dir, cfg)
+        template = load_template(cfg.template, tokenizer, source.base_dir, source.adapters)
+        first = args.local_process_index == 0
+        if first:
+            warn_unrendered_tools(conversations, template)
+        data = prepare_datasets(
+            cfg if first else replace(cfg, overwrite_cache=False), tokenizer, template, conversations
+        )
+
+    import torch
+
+    from .trainer import SFTTrainer
+
+    dtype = None
+    if precision in ("bf16", "fp16") and cfg.finetuning_type != "full" and torch.cuda.is_available():
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16  # frozen weights in half precision
+    from transformers import set_seed
+
+    set_seed(cfg.seed)  # before the adapters are created: LoRA's initial weights come from this RNG
+    model = load_model(source.base_dir, cfg, dtype=dtype)
+    model = prepare(model, cfg, [str(a) for a in source.adapters])
+
+    out = Path(cfg.output_dir)
+    if cfg.overwrite_output_dir and not resume and is_main_process():
+        clear_previous_run(out)
+    trainer = SFTTrainer(model=model, args=args, data=data, tokenizer=tokenizer, cfg=cfg)
+    summary(cfg, model, data, args, precision, source.base_name)
+    if is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / "tuneboard_config.yaml")
+
+    start = time.time()
+    try:
+        interrupted = trainer.train_interruptibly(resume)
+        runtime = time.time() - start
+        if not interrupted:
+            results = trainer.finish(runtime, template)
+    except Exception as exc:  # a disk that fills up or turns read-only mid-run (log, checkpoint, final model)
+        err = write_error(out, exc, "the complete checkpoints in it are kept")
+        if err is None:
+            raise
+        raise err from None
+    finally:
+        end_process_group()
+    if interrupted:
+        say(
+            f"\nstopped at step {trainer.state.global_step}; a checkpoint was saved in {out}.\n"
+            f"continue with: tuneboard train {cfg.source} resume_from_checkpoint=true"
+        )
+        return {"interrupted": True, "step": trainer.state.global_step}
+    say(f"\ndone in {runtime:.1f}s: final loss {results.get('train_loss', float('nan')):.4f}")
+    say(f"wrote {out}/ : " + ", ".join(sorted(p.name for p in out.iterdir() if not p.name.startswith("."))))
+    return results
+
+
+def main(cfg: Config) -> int:
+    try:
+        run(cfg)
+    except KeyboardInterrupt:
+        print("aborted", file=sys.stderr)
+        return 130
+    return 0
