@@ -128,7 +128,9 @@ def test_package_top_stays_small():
 
 
 def test_no_file_over_400_lines():
-    long = {str(p.relative_to(SRC)): n for p in SRC.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
+    long = {
+        str(p.relative_to(SRC)): n for p in SRC.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400
+    }
     assert not long, long
 
 
