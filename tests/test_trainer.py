@@ -148,3 +148,19 @@ def test_a_template_that_does_not_render_tool_definitions_is_named(tmp_path, cap
     )
     train.warn_unrendered_tools(convs, JinjaTemplate("{% for m in messages %}{{ m['content'] }}{% endfor %}"))
     assert "which template auto does not render" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["lora", "freeze", "full"])
+def test_predictions_after_training_load_what_was_trained(method):
+    """do_train + do_predict: the prediction reads the run's output (before, full and freeze predicted with the
+    untrained base model)."""
+    from tuneboard.config import from_dict
+    from tuneboard.train.workflow import trained_model_config
+
+    cfg, _ = from_dict({"finetuning_type": method, "output_dir": "saves/x", "resume_from_checkpoint": "true"})
+    after = trained_model_config(cfg)
+    if method == "lora":
+        assert (after.model_name_or_path, after.adapter_name_or_path) == ("builtin:tiny", "saves/x")
+    else:
+        assert (after.model_name_or_path, after.adapter_name_or_path) == ("saves/x", None)
+    assert after.resume_from_checkpoint is None

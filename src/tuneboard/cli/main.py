@@ -29,27 +29,9 @@ def _config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    cfg = _config(args)
-    from ..train import launch
-    from ..train import workflow as train
+    from ..train import workflow
 
-    if cfg.do_train:
-        conversations = train.preflight(cfg)  # the data is read and checked once, before torch
-        argv = launch.torchrun_argv(cfg, args.config, args.overrides, debug=args.debug)
-        if argv:  # several GPUs, nproc_per_node or NNODES: the same command on every process
-            return launch.run(argv)
-        result = train.run(cfg, conversations)
-        if result.get("interrupted"):
-            return 0
-    if (cfg.do_predict or cfg.predict_with_generate) and train.is_main_process():
-        from ..evaluate import workflow as evaluate
-
-        if cfg.do_train and cfg.finetuning_type == "lora":
-            from ..config import replace
-
-            cfg = replace(cfg, adapter_name_or_path=cfg.output_dir, resume_from_checkpoint=None)
-        evaluate.run(cfg)
-    return 0
+    return workflow.main(_config(args), command=(args.config, list(args.overrides), args.debug))
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -172,14 +154,8 @@ def cmd_model_tiny(args: argparse.Namespace) -> int:
 
     from ..model import tiny
 
-    spec = tiny.TinySpec(
-        hidden_size=args.hidden_size,
-        num_hidden_layers=args.layers,
-        num_attention_heads=args.heads,
-        num_key_value_heads=args.kv_heads,
-        intermediate_size=args.intermediate_size or int(args.hidden_size * 2.6875) // 8 * 8,
-        vocab_size=args.vocab_size or tiny.TinySpec.vocab_size,
-        min_vocab_size=args.vocab_size or 0,  # asked for: the model has at least this many rows
+    spec = tiny.TinySpec.sized(
+        args.hidden_size, args.layers, args.heads, args.kv_heads, args.intermediate_size, args.vocab_size
     )
     out = Path(args.outdir)
     if out.exists() and any(out.iterdir()):
@@ -190,27 +166,13 @@ def cmd_model_tiny(args: argparse.Namespace) -> int:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    from ..hardware import advice, estimate
+    from ..hardware import advice
     from ..hardware import report as env
 
     report = env.report()
     print(env.format_report(report))
-    if not args.model:
-        return 0
-    try:
-        params, shape = estimate.resolve_model(args.model)
-    except (ValueError, OSError) as exc:
-        raise TuneboardError(f"--model {args.model}: {exc}") from None
-    precision = "bf16"  # what a GPU run would use: the question is which GPU to choose
-    for method in [args.method] if args.method else list(estimate.METHODS):
-        if method == "qlora" and not report["gpus"]:
-            continue
-        est = estimate.estimate(
-            params, method, precision, args.cutoff_len, args.batch_size, model_shape=shape
-        )
-        print(f"\n{method} ({precision}, cutoff_len {args.cutoff_len}, batch {args.batch_size}):")
-        print(advice.format_estimate(est))
-        print("\n".join(advice.advise(est, report["gpus"], report["memory"].get("available"))))
+    if args.model:
+        print(advice.model_advice(args.model, report, args.method, args.cutoff_len, args.batch_size))
     return 0
 
 

@@ -86,6 +86,7 @@ def run(cfg: Config) -> Path:
 
     from ..data.templates.hf_jinja import to_jinja
     from ..data.templates.resolve import load_template
+    from ..model.adapters import merge_adapters
     from ..model.load import load_model, load_tokenizer, resolve_source, stop_token_ids
 
     if not cfg.export_dir:
@@ -106,11 +107,7 @@ def run(cfg: Config) -> Path:
     template = load_template(cfg.template, tokenizer, source.base_dir, source.adapters)
     device_map = "auto" if cfg.export_device == "auto" and torch.cuda.is_available() else None
     model = load_model(source.base_dir, cfg, dtype=torch.float32, device_map=device_map)
-    if source.adapters:
-        from peft import PeftModel
-
-        for path in source.adapters:
-            model = PeftModel.from_pretrained(model, str(path)).merge_and_unload()
+    model = merge_adapters(model, source.adapters)
     model = model.to(_dtype(cfg, model))
     if hasattr(template, "name"):
         tokenizer.chat_template = to_jinja(template)

@@ -1,9 +1,10 @@
-"""What `tuneboard estimate` prints: the estimate as a table, and plain advice on what fits the visible GPUs
+"""What `tuneboard env --model` prints: the estimate as a table, and plain advice on what fits the visible GPUs
 (batch size, checkpointing, ZeRO, QLoRA, cutoff_len), found by re-running estimate.estimate with changes."""
 
 from __future__ import annotations
 
-from .estimate import CUDA_CONTEXT, GIB, Estimate, estimate
+from ..errors import TuneboardError
+from .estimate import CUDA_CONTEXT, GIB, METHODS, Estimate, estimate, resolve_model
 
 
 def _gib(n: float) -> str:
@@ -110,3 +111,22 @@ def advise(est: Estimate, gpus: list[dict], ram: int | None = None) -> list[str]
         "per GPU: pick a smaller model or a larger GPU."
     )
     return out
+
+
+def model_advice(model: str, report: dict, method: str | None, cutoff_len: int, batch_size: int) -> str:
+    """`tuneboard env --model`: the memory estimate of each method (one if asked) and what fits this machine.
+    QLoRA is left out without a GPU (bitsandbytes' 4-bit kernels need CUDA)."""
+    try:
+        params, shape = resolve_model(model)
+    except (ValueError, OSError) as exc:
+        raise TuneboardError(f"--model {model}: {exc}") from None
+    precision = "bf16"  # what a GPU run would use: the question is which GPU to choose
+    parts = []
+    for m in [method] if method else list(METHODS):
+        if m == "qlora" and not report["gpus"]:
+            continue
+        est = estimate(params, m, precision, cutoff_len, batch_size, model_shape=shape)
+        parts.append(f"\n{m} ({precision}, cutoff_len {cutoff_len}, batch {batch_size}):")
+        parts.append(format_estimate(est))
+        parts.append("\n".join(advise(est, report["gpus"], report["memory"].get("available"))))
+    return "\n".join(parts)

@@ -1,11 +1,14 @@
 """LoRA / freeze / full: decide which parameters train (peft for LoRA).
 
-Model layer; train.py calls `prepare(model, cfg)` once, after loading.
+Model layer; train/workflow.py calls `prepare(model, cfg, adapters)` once, after loading; `merge_adapters` is the
+one merge loop (training, inference, export).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ..config import Config, split_names
@@ -59,12 +62,23 @@ def apply_lora(model: Any, cfg: Config) -> Any:
     return get_peft_model(model, lora)
 
 
+def merge_adapters(model: Any, adapters: Sequence[str | Path]) -> Any:
+    """Apply LoRA adapters in order, each merged into the weights before the next (the one merge loop: training,
+    inference and export all call it)."""
+    if not adapters:
+        return model
+    from peft import PeftModel
+
+    for path in adapters:
+        model = PeftModel.from_pretrained(model, str(path)).merge_and_unload()
+    return model
+
+
 def continue_lora(model: Any, adapters: list[str]) -> Any:
     """Merge all but the last given adapter; keep training the last (LLaMA-Factory's behaviour)."""
     from peft import PeftModel
 
-    for path in adapters[:-1]:
-        model = PeftModel.from_pretrained(model, path).merge_and_unload()
+    model = merge_adapters(model, adapters[:-1])
     return PeftModel.from_pretrained(model, adapters[-1], is_trainable=True)
 
 
@@ -103,11 +117,7 @@ def prepare(model: Any, cfg: Config, adapters: list[str]) -> Any:
         if cfg.gradient_checkpointing:
             model.enable_input_require_grads()
         return continue_lora(model, adapters) if adapters else apply_lora(model, cfg)
-    if adapters:
-        from peft import PeftModel
-
-        for path in adapters:
-            model = PeftModel.from_pretrained(model, path).merge_and_unload()
+    model = merge_adapters(model, adapters)
     if cfg.finetuning_type == "freeze":
         return apply_freeze(model, cfg)
     for p in model.parameters():

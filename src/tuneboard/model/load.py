@@ -16,6 +16,7 @@ from ..config import Config
 from ..data.templates.resolve import load_template
 from ..errors import TuneboardError
 from . import tiny
+from .adapters import merge_adapters
 
 log = logging.getLogger(__name__)
 
@@ -224,11 +225,7 @@ def load_for_inference(cfg: Config) -> Inference:
     template = load_template(cfg.template, tokenizer, source.base_dir, source.adapters)
     device = "cuda" if torch.cuda.is_available() and not cfg.use_cpu else "cpu"
     model = load_model(source.base_dir, cfg, dtype=torch_dtype(cfg.infer_dtype, device))
-    if source.adapters:
-        from peft import PeftModel
-
-        for path in source.adapters:
-            model = PeftModel.from_pretrained(model, str(path)).merge_and_unload()
+    model = merge_adapters(model, source.adapters)
     if not cfg.quantization_bit:
         model = model.to(device)
     model.eval()

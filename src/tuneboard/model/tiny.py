@@ -36,6 +36,28 @@ class TinySpec:
     # so a benchmark model has the requested size; 0 (builtin:tiny) = exactly the tokenizer's size
     min_vocab_size: int = 0
 
+    @classmethod
+    def sized(
+        cls,
+        hidden_size: int,
+        layers: int,
+        heads: int,
+        kv_heads: int,
+        intermediate_size: int | None = None,
+        vocab_size: int | None = None,
+    ) -> TinySpec:
+        """A spec of the given shape: the MLP width follows Qwen2's ratio (about 2.69x the hidden size, a multiple
+        of 8) unless given; an asked-for vocabulary is both the BPE target and the model's minimum size."""
+        return cls(
+            hidden_size=hidden_size,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=kv_heads,
+            intermediate_size=intermediate_size or int(hidden_size * 2.6875) // 8 * 8,
+            vocab_size=vocab_size or cls.vocab_size,
+            min_vocab_size=vocab_size or 0,
+        )
+
 
 def bundled_data_dir() -> Path:
     """The repository's data/ (the tutorial's data directory), next to src/."""

@@ -1,12 +1,13 @@
 """`tuneboard train`: config + data + model -> HF Trainer -> adapter or model, logs, plot, checkpoints.
 
-Training layer: uses data/ and model/, called by cli.py (and by the web UI through the CLI).
+Training layer: `main` is the whole command (cli/main.py only parses and calls it; the web UI runs the CLI),
+`run` one training on this process: preflight -> arguments -> tokenizer and template -> datasets -> model and
+adapters -> trainer -> train -> finish.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from ..model.load import check_source, load_model, load_tokenizer, resolve_sourc
 from ..rundir import clear_previous_run
 from .arguments import check_deepspeed, check_trainer_names, resolve_precision, training_args
 from .checkpoints import check_output_dir, resolve_resume
-from .launch import end_process_group, is_main_process, say, warn, world_size
+from .launch import end_process_group, is_main_process, say, torchrun_argv, warn, world_size
+from .launch import run as run_launcher
 
 log = logging.getLogger(__name__)
 
@@ -155,10 +157,30 @@ def run(cfg: Config, conversations: tuple[list[Any], list[Any]] | None = None) -
     return results
 
 
-def main(cfg: Config) -> int:
-    try:
-        run(cfg)
-    except KeyboardInterrupt:
-        print("aborted", file=sys.stderr)
-        return 130
+def main(cfg: Config, command: tuple[str | None, list[str], bool] | None = None) -> int:
+    """`tuneboard train`, top to bottom: check and read the data (before torch), train (the same command on
+    every process when several are asked for), then predict on the test set. `command`: (config path,
+    overrides, --debug) as typed, to start the other processes with."""
+    if cfg.do_train:
+        conversations = preflight(cfg)
+        argv = torchrun_argv(cfg, *command) if command else None
+        if argv:
+            return run_launcher(argv)
+        result = run(cfg, conversations)
+        if result.get("interrupted"):
+            return 0
+    if (cfg.do_predict or cfg.predict_with_generate) and is_main_process():
+        from ..evaluate import workflow as evaluate
+
+        evaluate.run(trained_model_config(cfg) if cfg.do_train else cfg)
     return 0
+
+
+def trained_model_config(cfg: Config) -> Config:
+    """The config that loads what this training wrote: its LoRA adapter on the base model, or (full, freeze) the
+    saved model itself."""
+    if cfg.finetuning_type == "lora":
+        return replace(cfg, adapter_name_or_path=cfg.output_dir, resume_from_checkpoint=None)
+    return replace(
+        cfg, model_name_or_path=cfg.output_dir, adapter_name_or_path=None, resume_from_checkpoint=None
+    )
