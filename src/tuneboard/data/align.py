@@ -1,4 +1,9 @@
-"""TODO docstring."""
+"""Token ids and segment boundaries for rendered texts, fast: the pieces between added tokens (such as
+<|im_start|>) are encoded once per batch where that gives the same tokens as the whole text, by fastokens where
+fastbpe.py applies, else the tokenizers library with character offsets.
+
+Data layer, under tokenize.py (which decides the labels from these boundaries).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""TODO docstring."""
+"""Where tokenized datasets are cached (~/.cache/tuneboard/tokenized) and the key that names one: the
+conversations, the template, the tokenizer and the settings that change the tokens.
+
+Data layer; pipeline.py reads and writes the cache.
+"""
 
 from __future__ import annotations
 

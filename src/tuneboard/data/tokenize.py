@@ -1,10 +1,9 @@
 """`Conversation` -> `input_ids` + `labels`: the ONLY place where loss masking is decided.
 
 Data layer, step 5 of the flow. Each conversation is rendered once by its template and tokenized as the
-whole text is (batched, fast tokenizer, character offsets; the pieces between added tokens such as
-<|im_start|> are encoded once per batch where that gives the same tokens, by fastokens where fastbpe.py
-applies), so tokens are exactly what the model sees at inference; a token is trained when its first
-character lies in a trained segment (reply text + end-of-turn).
+whole text is (align.py finds the tokens and where each segment starts, fast), so tokens are exactly what the
+model sees at inference; a token is trained when its first character lies in a trained segment (reply text +
+end-of-turn). The rules are `build_labels` and `_truncate`, below.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""Inference: engine.py is the contract (no backend imported), hf.py and vllm.py the backends, generation.py
+the settings; `make_engine` picks the backend that `infer_backend` names.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""ChatEngine: the one streaming generation engine behind `tuneboard chat`, `webchat` and `api`.
+"""The engine contract behind `tuneboard chat`, `webchat` and `api`: OpenAI-style messages in, text pieces out.
 
-Inference layer. Front ends pass OpenAI-style messages and read text pieces; none calls `generate`.
-Generation on one model is serialised by a lock, so concurrent callers never mix replies.
+Inference layer; imports no backend (hf.py and vllm.py implement `stream`). Also the stop-string rules that
+every backend applies the same way.
 """
 
 from __future__ import annotations

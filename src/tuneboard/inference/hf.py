@@ -1,4 +1,7 @@
-"""TODO docstring."""
+"""ChatEngine: the engine contract on transformers' `generate`, streaming through a text streamer.
+
+Inference layer (backend). Generation on one model is serialised by a lock, so concurrent callers never mix replies.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""TODO docstring."""
+"""Packed attention for padding-free rows: SDPA run on each sample of a row, causal inside it.
+
+Model layer; the trainer switches a model to it when the collator packs samples (padding_free).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""TODO docstring."""
+"""Training settings for the HF Trainer: precision the machine can do, TrainingArguments from the config, and
+the checks of names that live inside transformers (optim, lr_scheduler_type) or outside (deepspeed file).
+
+Training layer; train/workflow.py calls it before the model is loaded.
+"""
 
 from __future__ import annotations
 
@@ -76,50 +80,55 @@ def check_trainer_names(cfg: Config) -> None:
             raise ConfigError(f"{cfg.source}: '{key}' is {value!r}, which transformers does not know{hint}")
 
 
+# config keys that TrainingArguments takes under the same name and meaning, passed as they are
+SAME_NAME = (
+    "output_dir",
+    "per_device_train_batch_size",
+    "per_device_eval_batch_size",
+    "gradient_accumulation_steps",
+    "learning_rate",
+    "num_train_epochs",
+    "max_steps",
+    "lr_scheduler_type",
+    "weight_decay",
+    "max_grad_norm",
+    "optim",
+    "logging_steps",
+    "save_strategy",
+    "save_steps",
+    "save_total_limit",
+    "save_only_model",
+    "seed",
+    "ddp_timeout",
+    "dataloader_num_workers",
+    "deepspeed",
+)
+
+
 def training_args(cfg: Config, precision: str, has_eval: bool) -> Any:
+    """TrainingArguments: the keys of SAME_NAME as they are, then the ones tuneboard derives."""
     from transformers import TrainingArguments
 
-    warmup: float = cfg.warmup_steps if cfg.warmup_steps else cfg.warmup_ratio
     eval_strategy = cfg.eval_strategy if has_eval else "no"
     if has_eval and eval_strategy == "no" and cfg.eval_steps:
         eval_strategy = "steps"
-    report = "none" if cfg.report_to in ("none", "", None) else cfg.report_to.split(",")
     # several processes without CUDA (torchrun on CPUs): accelerate sets up gloo only when told to use the CPU
     cpu_ddp = world_size() > 1 and not _cuda_available()
     return TrainingArguments(
-        output_dir=cfg.output_dir,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        per_device_eval_batch_size=cfg.per_device_eval_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        learning_rate=cfg.learning_rate,
-        num_train_epochs=cfg.num_train_epochs,
-        max_steps=cfg.max_steps,
-        lr_scheduler_type=cfg.lr_scheduler_type,
-        warmup_steps=warmup,
-        weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm,
-        optim=cfg.optim,
-        logging_steps=cfg.logging_steps,
-        save_strategy=cfg.save_strategy,
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
-        save_only_model=cfg.save_only_model,
+        **{key: getattr(cfg, key) for key in SAME_NAME},
+        warmup_steps=cfg.warmup_steps if cfg.warmup_steps else cfg.warmup_ratio,  # a float < 1 is a ratio
         eval_strategy=eval_strategy,
         eval_steps=cfg.eval_steps or (cfg.save_steps if eval_strategy == "steps" else None),
-        report_to=report,
+        report_to="none" if cfg.report_to in ("none", "", None) else cfg.report_to.split(","),
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=cfg.use_cpu or cpu_ddp,
         ddp_backend="gloo" if cpu_ddp or (cfg.use_cpu and world_size() > 1) else None,
-        seed=cfg.seed,
         data_seed=cfg.seed,
         # batches of similar lengths pad less; a padding-free batch has no padding to save
         train_sampling_strategy=(
             "group_by_length" if cfg.group_by_length and not (cfg.packing or cfg.padding_free) else "random"
         ),
-        ddp_timeout=cfg.ddp_timeout,
-        dataloader_num_workers=cfg.dataloader_num_workers,
-        deepspeed=cfg.deepspeed,
         remove_unused_columns=False,
         dataloader_pin_memory=_cuda_available(),
         disable_tqdm=True,

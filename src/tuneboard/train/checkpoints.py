@@ -1,4 +1,7 @@
-"""TODO docstring."""
+"""Before training touches output_dir: may it be written, does it hold a finished run, which checkpoint resumes.
+
+Training layer; the file names come from rundir.py.
+"""
 
 from __future__ import annotations
 
