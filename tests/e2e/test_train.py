@@ -220,3 +220,24 @@ def test_sigint_stops_a_train_that_inherited_it_ignored(workspace):
     err = proc.stderr.read().decode()
     assert code in (0, 130), err  # 130: stopped while starting; 0: stopped after a checkpoint
     assert not (out / "all_results.json").exists()
+
+
+def test_a_bf16_checkpoint_trains_in_the_precision_asked_for(workspace, tmp_path, capsys):
+    """Real checkpoints are saved in bf16; transformers 5 keeps that dtype unless told otherwise. On the CPU
+    (no bf16 asked) the weights must be loaded in fp32, and the header says so."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tuneboard.model import tiny
+
+    src = tiny.ensure()
+    bf16_dir = tmp_path / "bf16-model"
+    AutoModelForCausalLM.from_pretrained(src, dtype=torch.bfloat16).save_pretrained(bf16_dir)
+    AutoTokenizer.from_pretrained(src).save_pretrained(bf16_dir)
+    saved = json.loads((bf16_dir / "config.json").read_text())
+    assert saved.get("dtype", saved.get("torch_dtype")) == "bfloat16"
+    capsys.readouterr()
+    out = train(workspace, "bf16-lora", model_name_or_path=str(bf16_dir), template="chatml", max_steps=2)
+    header = capsys.readouterr().out
+    assert "weights loaded in float32" in header, header
+    assert (out / "adapter_model.safetensors").exists()

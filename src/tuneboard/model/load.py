@@ -142,7 +142,8 @@ def attn_implementation(cfg: Config) -> str:
     return "eager" if cfg.flash_attn == "eager" else "sdpa"
 
 
-def load_model(model_dir: Path, cfg: Config, dtype: Any = None, device_map: Any = None) -> Any:
+def load_model(model_dir: Path, cfg: Config, dtype: Any, device_map: Any = None) -> Any:
+    """The causal LM in `dtype`, which every caller chooses (never the dtype the checkpoint happens to be in)."""
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
@@ -158,8 +159,7 @@ def load_model(model_dir: Path, cfg: Config, dtype: Any = None, device_map: Any 
         kwargs["device_map"] = device_map or "auto"
     elif device_map is not None:
         kwargs["device_map"] = device_map
-    if dtype is not None:
-        kwargs["dtype"] = dtype
+    kwargs["dtype"] = dtype
     try:
         return AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
     except ValueError as exc:

@@ -122,7 +122,7 @@ def training_args(cfg: Config, precision: str, has_eval: bool) -> Any:
         report_to="none" if cfg.report_to in ("none", "", None) else cfg.report_to.split(","),
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        use_cpu=cfg.use_cpu or cpu_ddp,
+        use_cpu=cfg.use_cpu or not _cuda_available(),  # also lets bf16 autocast run on a CPU that has it
         ddp_backend="gloo" if cpu_ddp or (cfg.use_cpu and world_size() > 1) else None,
         data_seed=cfg.seed,
         # batches of similar lengths pad less; a padding-free batch has no padding to save
@@ -134,6 +134,18 @@ def training_args(cfg: Config, precision: str, has_eval: bool) -> Any:
         disable_tqdm=True,
         label_names=["labels"],
     )
+
+
+def weight_dtype(cfg: Config, precision: str) -> Any:
+    """The dtype the base weights are loaded in, always chosen here: transformers 5 otherwise keeps the dtype
+    a checkpoint was saved in (bf16 for most), which trains in another precision than asked for, and on a CPU
+    without native bf16 runs ~25-70x slower. Frozen weights (LoRA, freeze) go to half precision on a GPU that
+    computes in it; trained weights stay fp32 (mixed precision keeps fp32 masters)."""
+    import torch
+
+    if precision in ("bf16", "fp16") and cfg.finetuning_type != "full" and _cuda_available():
+        return torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.float32
 
 
 def _cuda_available() -> bool:

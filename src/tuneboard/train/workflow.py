@@ -21,7 +21,7 @@ from ..files import write_error
 from ..model.adapters import count_parameters, prepare
 from ..model.load import check_source, load_model, load_tokenizer, resolve_source
 from ..rundir import clear_previous_run
-from .arguments import check_deepspeed, check_trainer_names, resolve_precision, training_args
+from .arguments import check_deepspeed, check_trainer_names, resolve_precision, training_args, weight_dtype
 from .checkpoints import check_output_dir, resolve_resume
 from .launch import end_process_group, is_main_process, say, torchrun_argv, warn, world_size
 from .launch import run as run_launcher
@@ -81,7 +81,8 @@ def summary(cfg: Config, model: Any, data: DataBundle, args: Any, precision: str
         f"batch      {cfg.per_device_train_batch_size} x {cfg.gradient_accumulation_steps} accumulation x "
         f"{world} process(es) = {eff} samples per step, {'padding-free' if data.padding_free else 'padded'}"
     )
-    lines.append(f"device     {args.device} ({precision})")
+    weights = str(next(model.parameters()).dtype).removeprefix("torch.")
+    lines.append(f"device     {args.device} ({precision} compute, weights loaded in {weights})")
     say("\n".join(lines))
 
 
@@ -111,17 +112,12 @@ def run(cfg: Config, conversations: tuple[list[Any], list[Any]] | None = None) -
             cfg if first else replace(cfg, overwrite_cache=False), tokenizer, template, conversations
         )
 
-    import torch
+    from transformers import set_seed
 
     from .trainer import SFTTrainer
 
-    dtype = None
-    if precision in ("bf16", "fp16") and cfg.finetuning_type != "full" and torch.cuda.is_available():
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float16  # frozen weights in half precision
-    from transformers import set_seed
-
     set_seed(cfg.seed)  # before the adapters are created: LoRA's initial weights come from this RNG
-    model = load_model(source.base_dir, cfg, dtype=dtype)
+    model = load_model(source.base_dir, cfg, dtype=weight_dtype(cfg, precision))
     model = prepare(model, cfg, [str(a) for a in source.adapters])
 
     out = Path(cfg.output_dir)
