@@ -170,3 +170,83 @@ def test_registered_datasets_with_counts(ws):
     assert rows["hub"]["records"] is None and rows["hub"]["source"] == "org/set"
     with pytest.raises(OutsideRoot):
         lookup.datasets(ws, "../..")
+
+
+def outside_things(ws):
+    """A data file, a model directory and an adapter outside the workspace, and a link that leads to them."""
+    out = ws.root.parent / "outside"
+    (out / "model").mkdir(parents=True, exist_ok=True)
+    (out / "model" / "config.json").write_text("{}")
+    (out / "adapter").mkdir(exist_ok=True)
+    (out / "adapter" / "adapter_config.json").write_text("{}")
+    (out / "outside.json").write_text(json.dumps([{"instruction": "q", "output": "a"}]))
+    link = ws.root / "data" / "link"
+    if not link.exists():
+        link.symlink_to(out)
+    return out
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "output_dir: {out}/run",
+        "output_dir: ../elsewhere",
+        "dataset: {out}/outside.json",
+        "dataset: a,{out}/outside.json",
+        "eval_dataset: link/outside.json",
+        "dataset: ../outside/outside.json",
+        "dataset_dir: {out}",
+        "dataset_dir: data/link",
+        "adapter_name_or_path: {out}/adapter",
+        "adapter_name_or_path: saves/a,data/link/adapter",
+        "model_name_or_path: {out}/model",
+        "model_name_or_path: ../outside/model",
+        "model_name_or_path: data/link/model",
+        "model_name_or_path: ~/model",
+        "export_dir: {out}/export",
+        "deepspeed: {out}/ds_z3.json",
+        "resume_from_checkpoint: {out}/checkpoint-5",
+        "cache_dir: {out}/hf-cache",
+        "cache_dir: ~/.cache/elsewhere",
+    ],
+)
+def test_extra_settings_cannot_lead_a_job_out_of_the_workspace(ws, extra):
+    """The extra-settings box is applied after the confined form fields: every path in it is confined too,
+    whichever key it comes under, and the YAML is never written."""
+    out = outside_things(ws)
+    text = extra.format(out=out)
+    with pytest.raises(OutsideRoot, match=f"^{extra.split(':')[0]} "):
+        jobs.train_config(ws, model(ws), FORM, "saves/r", text)
+    data = {**jobs.train_config(ws, model(ws), FORM, "saves/r"), **jobs.parse_extra(text)}
+    with pytest.raises(OutsideRoot):
+        jobs.write(ws, "configs/x.yaml", data)
+    assert not (ws.root / "configs" / "x.yaml").exists()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "resume_from_checkpoint: true",
+        "model_name_or_path: Qwen/Qwen2.5-0.5B-Instruct",
+        "model_name_or_path: builtin:tiny",
+        "dataset: data/a.json",
+        "dataset: a.json",
+        "default_system: /no_think",
+        "cache_dir: .cache/hf",
+        "deepspeed: configs/ds_z3.json",
+        "adapter_name_or_path: saves/a,saves/b",
+    ],
+)
+def test_extra_settings_inside_the_workspace_are_kept(ws, extra):
+    data = jobs.train_config(ws, model(ws), FORM, "saves/r", extra)
+    key, value = next(iter(jobs.parse_extra(extra).items()))
+    assert data[key] == value
+    jobs.write(ws, "configs/ok.yaml", data)
+
+
+def test_every_path_setting_is_confined():
+    """A new config key that holds text is confined as a path unless it is declared as plain text here."""
+    assert jobs.confined_keys() == {
+        "adapter_name_or_path", "cache_dir", "dataset", "dataset_dir", "deepspeed", "eval_dataset",
+        "export_dir", "model_name_or_path", "output_dir", "resume_from_checkpoint",
+    }  # fmt: skip

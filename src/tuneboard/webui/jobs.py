@@ -1,21 +1,26 @@
 """The YAML a web UI action runs: form values -> LLaMA-Factory-style config -> validated -> written.
 
 Interface layer helper (no gradio). Validation is config.from_dict's (the one place it lives); paths are
-confined to the workspace and written relative to it (the job runs with the workspace as its cwd).
+confined to the workspace and written relative to it (the job runs with the workspace as its cwd): every
+path-valued key, the form's and the extra-settings box's alike (`confine`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..config import Config, from_dict
-from ..errors import ConfigError
+from ..config import CHOICES, Config, from_dict, split_names
+from ..data.registry import looks_like_path, read_registry
+from ..errors import ConfigError, DataError
 from ..files import write_text_atomic
-from .paths import Workspace
+from ..hub import BUILTIN_PREFIX
+from .paths import OutsideRoot, Workspace
 
 SECTIONS = (
     ("model", ("model_name_or_path", "adapter_name_or_path", "template", "trust_remote_code")),
@@ -42,6 +47,67 @@ def parse_extra(text: str | None) -> dict[str, Any]:
     return data
 
 
+# text settings that are not paths; every other text setting names a file or directory and is confined
+TEXT_KEYS = {"template", "default_system", "lora_target", "additional_target", "report_to", "model_revision"}
+TEXT_KEYS |= {"optim", "lr_scheduler_type"}  # names checked by train/arguments.py
+MODEL_KEYS = {"model_name_or_path"}  # a builtin name or a hub id 'org/name' when no such path exists
+DATASET_KEYS = {"dataset", "eval_dataset"}  # registered names, or data file paths
+
+
+def confined_keys() -> set[str]:
+    """The config keys whose text the job reads as a path (a key added to Config later is one by default)."""
+    hints = typing.get_type_hints(Config)
+    text = {
+        f.name
+        for f in dataclasses.fields(Config)
+        if str in (hints[f.name], *typing.get_args(hints[f.name])) and not f.metadata.get("internal")
+    }
+    return text - TEXT_KEYS - set(CHOICES)
+
+
+def confine(ws: Workspace, data: dict[str, Any]) -> None:
+    """Every path the job would read or write, whichever key holds it, lies in the workspace (OutsideRoot)."""
+    for key in sorted(confined_keys() & set(data), key=lambda k: (k in DATASET_KEYS, k)):  # dataset_dir first
+        value = data[key]
+        if isinstance(value, bool) or str(value).strip().lower() in ("", "none", "null", "true", "false"):
+            continue  # unset, or resume_from_checkpoint: true
+        text = ",".join(map(str, value)) if isinstance(value, list) else str(value).strip()
+        try:
+            _confine_one(ws, key, text, str(data.get("dataset_dir") or "data"))
+        except OutsideRoot as exc:
+            raise OutsideRoot(f"{key} {exc.path}", ws.root) from None
+
+
+def _confine_one(ws: Workspace, key: str, text: str, dataset_dir: str) -> None:
+    if key in DATASET_KEYS:
+        _confine_datasets(ws, split_names(text), dataset_dir)
+    elif key in MODEL_KEYS:
+        hub_id = text.count("/") == 1 and not text.startswith(("/", ".", "~"))
+        if not text.startswith(BUILTIN_PREFIX) and not (hub_id and not (ws.root / text).exists()):
+            ws.resolve(text)
+    elif key == "adapter_name_or_path":
+        for name in split_names(text):
+            ws.resolve(name)
+    else:
+        ws.resolve(text)
+
+
+def _confine_datasets(ws: Workspace, names: list[str], dataset_dir: str) -> None:
+    """A registered name reads a file confined to dataset_dir (registry.py); a path is read from the job's
+    cwd (the root) or from dataset_dir: both places must be inside."""
+    base = ws.resolve(dataset_dir)
+    try:
+        info = read_registry(base)
+    except DataError:
+        info = {}
+    for name in names:
+        if name in info or not looks_like_path(name):
+            continue
+        ws.resolve(name)
+        if not Path(name).expanduser().is_absolute():
+            ws.resolve(base / name)
+
+
 def validate(data: dict[str, Any]) -> Config:
     cfg, _ = from_dict(data, where="web UI")
     return cfg
@@ -65,6 +131,7 @@ def to_yaml(data: dict[str, Any]) -> str:
 def write(ws: Workspace, path: str, data: dict[str, Any]) -> Path:
     """Validate, then write the YAML atomically at a confined path; returns the real path."""
     validate(data)
+    confine(ws, data)
     target = ws.resolve(path)
     if target.suffix not in (".yaml", ".yml"):
         raise ConfigError(f"{path}: a config file name ends with .yaml")
@@ -131,7 +198,9 @@ def train_config(
     if form.get("resume"):
         data["resume_from_checkpoint"] = True
     data.update(parse_extra(extra))
-    return {k: v for k, v in data.items() if v is not None}
+    data = {k: v for k, v in data.items() if v is not None}
+    confine(ws, data)
+    return data
 
 
 def eval_config(
