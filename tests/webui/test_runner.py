@@ -206,3 +206,52 @@ def test_sigint_is_what_stop_sends(fake, monkeypatch):
     assert r.status()["state"] == "stopping"
     os.kill(job.pid, signal.SIGKILL)
     r.wait(10)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"log": "/etc/hostname"},
+        {"output_dir": "/etc"},
+        {"log": "{root}/../outside.log"},
+        {"config": "/etc/hostname"},
+        {"kind": "rm"},
+        {"pid": -1},
+        {"pid": "1"},
+        {"pid": True},
+    ],
+)
+def test_an_uploaded_job_file_shows_nothing_outside_the_workspace(tmp_path, change):
+    """.tuneboard/job.json can be written by an upload: a job whose files lie outside the root (or whose pid
+    or kind is not one a runner writes) is not loaded, so no log tail or progress is read from elsewhere and
+    Stop signals nothing (os.kill(-1, ...) would reach every process of the user). The job is marked ended
+    here so that the test itself never signals anything, fixed or not."""
+    root = tmp_path / "root"
+    (root / ".tuneboard" / "logs").mkdir(parents=True)
+    (root / "job.yaml").write_text("x: 1\n")
+    (tmp_path / "outside.log").write_text("SECRET outside the workspace\n")
+    job = {
+        "kind": "train", "pid": 999999, "config": str(root / "job.yaml"), "output_dir": str(root / "out"),
+        "log": str(root / ".tuneboard" / "logs" / "train.log"), "started": 1.0, "ended": 2.0, "returncode": 0,
+    }  # fmt: skip
+    job.update({k: v.format(root=root) if isinstance(v, str) else v for k, v in change.items()})
+    (root / ".tuneboard" / "job.json").write_text(json.dumps(job))
+    r = Runner(root)
+    assert r.job is None and r.state() == "idle"
+    status = r.status("train")
+    assert status["state"] == "idle" and "log_tail" not in status
+    assert r.stop() is False
+
+
+def test_a_job_file_inside_the_workspace_is_loaded(tmp_path):
+    root = tmp_path / "root"
+    (root / ".tuneboard" / "logs").mkdir(parents=True)
+    log = root / ".tuneboard" / "logs" / "train.log"
+    log.write_text("all went well\n")
+    job = {
+        "kind": "train", "pid": 999999, "config": "job.yaml", "output_dir": str(root / "out"), "log": str(log),
+        "started": 1.0, "ended": 2.0, "returncode": 0,
+    }  # fmt: skip
+    (root / ".tuneboard" / "job.json").write_text(json.dumps(job))
+    status = Runner(root).status("train")
+    assert status["state"] == "finished" and "all went well" in status["log_tail"]

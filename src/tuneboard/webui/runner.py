@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import TuneboardError
 from ..files import write_json_atomic
+from .paths import Workspace
 
 KINDS = ("train", "eval", "export")
 STATE_FILE = "job.json"
@@ -137,9 +138,10 @@ class Runner:
     def _load(self) -> Job | None:
         try:
             data = json.loads(self.state_path.read_text(encoding="utf-8"))
-            return Job(**{f.name: data[f.name] for f in fields(Job) if f.name in data})
+            job = Job(**{f.name: data[f.name] for f in fields(Job) if f.name in data})
         except (OSError, ValueError, TypeError, KeyError):
             return None
+        return job if _trusted(job, self.root) else None
 
     def _save(self) -> None:
         if self.job is not None:
@@ -260,6 +262,20 @@ class Runner:
                 if state == "finished" and out["total"]:
                     out["step"] = out["total"]
             return out
+
+
+def _trusted(job: Job, root: Path) -> bool:
+    """A job read back from job.json is one a runner could have written: a known kind, a real pid, and its
+    config, output and log inside the workspace. The file may have been uploaded: it must not make the UI
+    show a file from elsewhere or Stop signal another process (os.kill(-1, ...) reaches all of the user's)."""
+    ws = Workspace(root)
+    paths = (job.config, job.output_dir, job.log)
+    return (
+        job.kind in KINDS
+        and type(job.pid) is int
+        and job.pid > 1
+        and all(isinstance(p, str) and ws.contains(p) for p in paths)
+    )
 
 
 def _finished(job: Job) -> bool:
