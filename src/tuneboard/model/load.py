@@ -1,4 +1,5 @@
-"""Model + tokenizer + template from a name: `builtin:tiny`, a local directory, a hub id, or a training output.
+"""Model + tokenizer + template from a name: `builtin:tiny`, a local directory or .gguf file, a hub id, or a
+training output.
 
 Model layer. dtype, device and quantization are decided here; adapters.py attaches LoRA / freeze / full.
 """
@@ -15,7 +16,7 @@ from .. import hub
 from ..config import Config
 from ..data.templates.resolve import load_template
 from ..errors import TuneboardError
-from . import tiny
+from . import gguf, tiny
 from .adapters import merge_adapters
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ def resolve_dir(name: str, cfg: Config) -> Path:
         if name != "builtin:tiny":
             raise TuneboardError(f"unknown builtin model '{name}'; the builtin model is 'builtin:tiny'")
         return tiny.ensure()
+    if gguf.is_gguf(name):
+        return gguf.ensure_hf_dir(Path(name))
     return hub.resolve_model(name, cfg.model_revision, cfg.cache_dir)
 
 
@@ -50,6 +53,8 @@ def check_source(cfg: Config) -> None:
     if name.startswith(hub.BUILTIN_PREFIX):
         if name != "builtin:tiny":
             raise TuneboardError(f"unknown builtin model '{name}'; the builtin model is 'builtin:tiny'")
+    elif gguf.is_gguf(name):
+        pass  # converted when the model is loaded
     elif Path(name).expanduser().exists() or name.startswith(("/", "./", "../", "~")):
         hub.resolve_model(name, cfg.model_revision, cfg.cache_dir)  # a local path: no download
     for a in cfg.adapters:
