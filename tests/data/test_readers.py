@@ -166,3 +166,43 @@ def test_hub_failure_is_a_data_error(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", fail)
     with pytest.raises(DataError, match="dataset 'x': cannot load 'org/x' from the Hugging Face hub"):
         read_hub(DatasetSpec("x", "hf_hub", "org/x"))
+
+
+def test_a_link_in_a_folder_cannot_lead_out_of_it(tmp_path):
+    """A folder dataset reads its own files: a symbolic link to a file elsewhere is refused by name."""
+    write(tmp_path / "elsewhere" / "secret.json", json.dumps(RECS))
+    write(tmp_path / "d" / "1.json", json.dumps([RECS[0]]))
+    (tmp_path / "d" / "2.json").symlink_to(tmp_path / "elsewhere" / "secret.json")
+    with pytest.raises(DataError, match=r"2\.json: a link to .*secret\.json, outside the folder"):
+        read_file(tmp_path / "d")
+    (tmp_path / "d" / "2.json").unlink()
+    (tmp_path / "d" / "2.json").symlink_to(tmp_path / "d" / "1.json")  # a link inside the folder is fine
+    assert read_file(tmp_path / "d") == [RECS[0], RECS[0]]
+
+
+def test_a_folder_does_not_recurse_into_a_folder_named_like_a_data_file(tmp_path):
+    write(tmp_path / "d" / "1.json", json.dumps([RECS[0]]))
+    write(tmp_path / "d" / "sub.json" / "deep.json", json.dumps([RECS[1]]))
+    with pytest.raises(DataError, match=r"sub\.json: is a folder inside the folder dataset"):
+        read_file(tmp_path / "d")
+
+
+@pytest.mark.parametrize(("row", "fields"), [("q,a,extra,more", 4), ("only-one", 1)])
+def test_a_ragged_csv_row_is_refused_with_its_line(tmp_path, row, fields):
+    """csv.DictReader keeps extra fields under the key None (and fills missing ones with None): never read."""
+    path = write(tmp_path / "a.csv", f"instruction,output\nq1,a1\n{row}\nq3,a3\n")
+    with pytest.raises(DataError, match=f"a.csv: line 3 has {fields} fields, the header has 2"):
+        read_file(path)
+
+
+def test_a_hub_id_that_names_a_local_folder_is_not_read(tmp_path, monkeypatch):
+    """datasets.load_dataset reads a local path when one exists by that name: a hub entry never does."""
+    import datasets
+
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: [{"secret": 1}])
+    write(tmp_path / "org" / "set" / "a.json", json.dumps(RECS))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match="dataset 'x': 'org/set' is a local path here, not read as a hub id"):
+        read_hub(DatasetSpec("x", "hf_hub", "org/set"))
+    with pytest.raises(DataError, match="is a local path here"):
+        read_hub(DatasetSpec("x", "ms_hub", "org/set"))

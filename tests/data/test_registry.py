@@ -199,3 +199,30 @@ def test_registry_not_utf8(tmp_path):
 
 def test_missing_registry_is_empty(tmp_path):
     assert read_registry(tmp_path) == {}
+
+
+@pytest.mark.parametrize("key", ["hf_hub_url", "ms_hub_url"])
+@pytest.mark.parametrize(
+    "url", ["/etc", "./data", "../other", "~/data", "org/../../etc", "a/b/c", "org\\name", "", "  ", 5]
+)
+def test_a_hub_url_that_is_a_local_path_is_refused(tmp_path, key, url):
+    """An uploaded dataset_info.json must not make a hub entry read a local directory (datasets.load_dataset
+    reads a path that exists): a hub id is 'org/name' or 'name'."""
+    write_info(tmp_path, {"bad": {key: url}})
+    with pytest.raises(DataError, match=f"entry 'bad': '{key}' .*is not a hub dataset id"):
+        resolve(["bad"], tmp_path, use_modelscope=key == "ms_hub_url")
+
+
+@pytest.mark.parametrize("url", ["org/name", "tatsu-lab/alpaca", "squad", "BelleGroup/train_0.5M_CN"])
+def test_hub_ids_are_accepted(tmp_path, url):
+    write_info(tmp_path, {"ok": {"hf_hub_url": url}})
+    assert resolve(["ok"], tmp_path)[0].path == url
+
+
+def test_a_registry_saved_with_a_bom_is_read(tmp_path):
+    """Windows editors save UTF-8 with a byte-order mark; data files with one are read, so is the registry."""
+    (tmp_path / "a.json").write_text(json.dumps([{"instruction": "q", "output": "a"}]))
+    (tmp_path / "dataset_info.json").write_bytes(
+        b"\xef\xbb\xbf" + json.dumps({"a": {"file_name": "a.json"}}).encode()
+    )
+    assert resolve(["a"], tmp_path)[0].path == str(tmp_path / "a.json")

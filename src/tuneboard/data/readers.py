@@ -78,11 +78,20 @@ def read_jsonl(path: Path, text: str | None = None) -> list[Any]:
 
 def read_csv(path: Path) -> list[Any]:
     text = _text(path)
-    reader = csv.DictReader(text.splitlines())
+    reader = csv.reader(text.splitlines())
     try:
-        return [dict(row) for row in reader]
+        header = next(reader, [])
+        records = []
+        for row in reader:
+            if len(row) != len(header):  # DictReader would keep extras under None, fill missing with None
+                raise DataError(
+                    f"{path}: line {reader.line_num} has {len(row)} fields, the header has {len(header)} "
+                    "(a value holding a comma needs double quotes)"
+                )
+            records.append(dict(zip(header, row, strict=True)))
     except csv.Error as exc:  # e.g. a field over the csv module's size limit (128 KiB)
         raise DataError(f"{path}: cannot read as CSV at line {reader.line_num}: {exc}") from None
+    return records
 
 
 def read_parquet(path: Path) -> list[Any]:
@@ -97,6 +106,18 @@ def read_parquet(path: Path) -> list[Any]:
 READERS = {".json": read_json, ".jsonl": read_jsonl, ".csv": read_csv, ".parquet": read_parquet}
 
 
+def _in_folder(file: Path, folder: Path) -> Path:
+    """A folder dataset reads its own data files, one level deep: no link out of it, no sub-folder."""
+    real, inside = file.resolve(), folder.resolve()
+    if inside not in real.parents:
+        raise DataError(
+            f"{file}: a link to {real}, outside the folder dataset {folder}; copy the file into it instead"
+        )
+    if real.is_dir():
+        raise DataError(f"{file}: is a folder inside the folder dataset {folder}; only its files are read")
+    return file
+
+
 def read_file(path: Path) -> list[Any]:
     if not path.exists():
         raise DataError(f"{path}: data file not found")
@@ -104,7 +125,7 @@ def read_file(path: Path) -> list[Any]:
         files = sorted(p for p in path.iterdir() if p.suffix in DATA_SUFFIXES and not p.name.startswith("."))
         if not files:
             raise DataError(f"{path}: the folder holds no .json/.jsonl/.csv/.parquet files")
-        return [rec for f in files for rec in read_file(f)]
+        return [rec for f in files for rec in read_file(_in_folder(f, path))]
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise DataError(f"{path}: unsupported file type '{path.suffix}'; use {', '.join(DATA_SUFFIXES)}")
@@ -113,6 +134,11 @@ def read_file(path: Path) -> list[Any]:
 
 def read_hub(spec: DatasetSpec) -> list[Any]:
     """Download through `datasets` (HF) or ModelScope; the one place hub data is fetched."""
+    if Path(spec.path).expanduser().exists():  # both libraries would read the local path instead
+        raise DataError(
+            f"dataset '{spec.name}': '{spec.path}' is a local path here, not read as a hub id; "
+            "register local data with 'file_name'"
+        )
     if spec.load_from == "ms_hub":
         try:
             from modelscope import MsDataset

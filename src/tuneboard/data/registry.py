@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,8 @@ COLUMN_KEYS = {
 }
 TAG_KEYS = set(default_tags("sharegpt"))
 DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
+# a hub dataset id: 'org/name' or 'name' (Hugging Face and ModelScope), never a path on this machine
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 
 @dataclass
@@ -84,7 +87,7 @@ def read_registry(dataset_dir: str | Path) -> dict[str, dict[str, Any]]:
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected a JSON file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is accepted, as in data files
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (invalid byte at offset {exc.start})") from None
     try:
@@ -127,6 +130,20 @@ def _inside(dataset_dir: Path, file_name: str, where: str) -> Path:
     return dataset_dir / file_name
 
 
+def _hub_id(entry: dict[str, Any], key: str, where: str) -> str | None:
+    """The entry's hub id under `key`, refused when it could be read as a local path (an uploaded registry
+    must not make Preview or a job read a directory outside dataset_dir)."""
+    value = entry.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not HUB_ID.fullmatch(value) or ".." in value:
+        raise DataError(
+            f"{where}: '{key}' {value!r} is not a hub dataset id ('organisation/name' or 'name'); "
+            "local data goes under 'file_name', inside the dataset directory"
+        )
+    return value
+
+
 def spec_from_entry(name: str, entry: Any, dataset_dir: Path, use_modelscope: bool) -> DatasetSpec:
     where = f"{dataset_dir / INFO_FILE}: entry '{name}'"
     if not isinstance(entry, dict):
@@ -157,7 +174,7 @@ def spec_from_entry(name: str, entry: Any, dataset_dir: Path, use_modelscope: bo
         folder=entry.get("folder"),
         num_samples=num,
     )
-    hf, ms = entry.get("hf_hub_url"), entry.get("ms_hub_url")
+    hf, ms = _hub_id(entry, "hf_hub_url", where), _hub_id(entry, "ms_hub_url", where)
     if ms and (use_modelscope or not hf):
         return DatasetSpec(name, "ms_hub", ms, **common)
     if hf:
