@@ -222,8 +222,8 @@ def test_unsupported_architecture_and_tokenizer(tmp_path, tiny):
     model, _, _ = tiny
     with pytest.raises(TuneboardError, match="byte-level BPE"):
         write_gguf(model, PreTrainedTokenizerFast(tokenizer_object=word), None, tmp_path / "y.gguf", "f16")
-    with pytest.raises(TuneboardError, match="dtype"):
-        write_gguf(model, None, None, tmp_path / "z.gguf", "q8_0")
+    with pytest.raises(TuneboardError, match="dtype"):  # q8_0 is written now; k-quants are not
+        write_gguf(model, None, None, tmp_path / "z.gguf", "q4_k_m")
 
 
 def _gguf_forward(path: Path, ids: list[int]) -> np.ndarray:
@@ -276,3 +276,53 @@ def test_llama_cpp_semantics_reproduce_transformers_logits(tmp_path, tiny, tiny_
         want = model(torch.tensor([ids])).logits[0].numpy()
     got = _gguf_forward(path, ids)
     np.testing.assert_allclose(got, want, atol=2e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "tolerance", "logit_tolerance"),
+    [("q8_0", 0.01, 0.03), ("q5_1", 0.05, 0.15), ("q4_0", 0.2, 0.4)],
+)
+def test_quantized_types_read_back_as_the_weights(tmp_path, tiny, dtype, tolerance, logit_tolerance):
+    """Each matrix is stored in the quantized type (general.file_type says which) and dequantizes to the trained
+    weights within the type's precision; transformers' GGUF reader loads the file and its logits stay close."""
+    from gguf import GGMLQuantizationType, LlamaFileType
+    from gguf.quants import dequantize
+    from transformers import AutoModelForCausalLM
+
+    model, tok, _ = tiny
+    path = write_gguf(model, tok, get_template("chatml"), tmp_path / f"tiny-{dtype}.gguf", dtype)
+    r = gguf.GGUFReader(path)
+    assert _field(r, "general.file_type") == getattr(LlamaFileType, f"MOSTLY_{dtype.upper()}")
+    qtype = getattr(GGMLQuantizationType, dtype.upper())
+    state = model.state_dict()
+    for t in r.tensors:
+        if t.name == "blk.0.attn_q.weight":
+            assert t.tensor_type == qtype
+            got = dequantize(t.data, t.tensor_type).reshape(
+                state["model.layers.0.self_attn.q_proj.weight"].shape
+            )
+            want = state["model.layers.0.self_attn.q_proj.weight"].numpy()
+            assert np.abs(got - want).max() <= tolerance * np.abs(want).max()
+        if t.name.endswith("_norm.weight"):
+            assert t.tensor_type == GGMLQuantizationType.F32
+    back = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name).eval()
+    ids = torch.tensor([tok("hello world, 你好")["input_ids"]])
+    with torch.no_grad():
+        a, b = model(ids).logits, back(ids).logits
+    err = float((a - b).abs().max() / a.abs().max())
+    assert err <= logit_tolerance, err
+
+
+def test_a_row_that_is_not_whole_blocks_stays_f16(tmp_path, tiny):
+    from tuneboard.export.gguf import _tensor_plan
+
+    model, _, _ = tiny
+    state = {"model.embed_tokens.weight": torch.zeros(8, 40), "model.norm.weight": torch.zeros(40)}
+    kinds = {name: kind for name, _, _, kind in _tensor_plan(state, model.config, "qwen2", "q8_0")}
+    assert kinds == {"token_embd.weight": "f16", "output_norm.weight": "f32"}
+
+
+def test_unknown_weight_type_names_the_valid_ones(tmp_path, tiny):
+    model, tok, _ = tiny
+    with pytest.raises(TuneboardError, match="q8_0, q5_1"):
+        write_gguf(model, tok, get_template("chatml"), tmp_path / "x.gguf", "q4_k_m")

@@ -162,3 +162,13 @@ def test_lora_teaches_the_name_and_the_exports_agree(smol_bf16, tmp_path):
     )
     (gguf_file,) = gguf_dir.glob("*.gguf")
     assert chat(str(gguf_file), question) == reply
+    q8_dir = tmp_path / "gguf-q8"
+    assert (
+        tuneboard(
+            ["export", f"model_name_or_path={merged}", f"export_dir={q8_dir}", "export_format=gguf-q8_0"]
+        )
+        == 0
+    )
+    (q8_file,) = q8_dir.glob("*.gguf")
+    assert q8_file.stat().st_size < gguf_file.stat().st_size / 3
+    assert NAME in chat(str(q8_file), question)  # quantized to 8 bits, it still knows its name

@@ -10,11 +10,13 @@ import math
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ..errors import TuneboardError
 
 ARCHITECTURES = ("llama", "qwen2")
+# weight types: unquantized, and the quantizations the gguf package can write (its k-quants only read)
+DTYPES = ("f32", "f16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0")
 
 # the pre-tokenizer regexes that transformers tokenizers use, and the llama.cpp name of the same split
 _QWEN2_REGEX = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -26,13 +28,13 @@ _PRE_BY_REGEX = {_QWEN2_REGEX: "qwen2", _LLAMA3_REGEX: "llama-bpe"}
 _DEFAULT_PRE = {"qwen2": "qwen2", "llama": "llama-bpe"}
 
 
-def write_gguf(
-    model: Any, tokenizer: Any, template: Any, path: Path, dtype: Literal["f16", "f32"] = "f16"
-) -> Path:
+def write_gguf(model: Any, tokenizer: Any, template: Any, path: Path, dtype: str = "f16") -> Path:
     """Write `model` (a transformers Llama/Qwen2 causal LM) with `tokenizer` to `path` as a GGUF file.
 
-    2-D weights are stored in `dtype`, norms and other 1-D tensors in f32. The tokenizer's chat template and
-    the template's end-of-turn token go into the metadata, so llama.cpp and Ollama stop where training did.
+    2-D weights are stored in `dtype` (one of DTYPES; a quantized type falls back to f16 for a matrix whose rows
+    do not fill whole blocks, as llama.cpp does), norms and other 1-D tensors in f32. The tokenizer's chat
+    template and the template's end-of-turn token go into the metadata, so llama.cpp and Ollama stop where
+    training did.
     """
     import gguf
     import numpy as np
@@ -42,11 +44,13 @@ def write_gguf(
     if arch not in ARCHITECTURES:
         raise TuneboardError(
             f"GGUF export supports the {' and '.join(ARCHITECTURES)} architectures; this model is "
-            f"'{arch}'. Export a safetensors directory instead (export_format: safetensors) and convert it "
+            f"'{arch}'. Export a Hugging Face directory instead (export_format: hf) and convert it "
             "with llama.cpp's convert_hf_to_gguf.py"
         )
-    if dtype not in ("f16", "f32"):
-        raise TuneboardError(f"GGUF export: dtype must be 'f16' or 'f32', not '{dtype}'")
+    if dtype not in DTYPES:
+        raise TuneboardError(
+            f"GGUF export: dtype (the weight type) must be one of {', '.join(DTYPES)}, not '{dtype}'"
+        )
     n_vocab = model.get_input_embeddings().weight.shape[0]
     tokens, types, merges, pre = _vocabulary(tokenizer, n_vocab, arch)
     state = model.state_dict()
@@ -71,20 +75,47 @@ def write_gguf(
             writer.add_chat_template(chat)
         if extra is not None:
             writer.add_tensor_info("rope_freqs.weight", extra.shape, extra.dtype, extra.nbytes)
-        for name, key, _, to_half in plan:
-            t = state[key]
-            item = np.dtype(np.float16 if to_half else np.float32)
-            writer.add_tensor_info(name, tuple(t.shape), item, t.numel() * item.itemsize)
+        for name, key, _, kind in plan:
+            shape = tuple(state[key].shape)
+            if kind in ("f16", "f32"):
+                item = np.dtype(np.float16 if kind == "f16" else np.float32)
+                writer.add_tensor_info(name, shape, item, math.prod(shape) * item.itemsize)
+            else:
+                qtype = _QTYPE[kind]
+                raw = gguf.quant_shape_to_byte_shape(shape, qtype)
+                writer.add_tensor_info(name, raw, np.dtype(np.uint8), math.prod(raw), raw_dtype=qtype)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
         if extra is not None:
             writer.write_tensor_data(extra)
-        for _, key, heads, to_half in plan:  # one tensor at a time: memory stays at one tensor's copy
-            writer.write_tensor_data(_to_numpy(state[key], heads, to_half))
+        for _, key, heads, kind in plan:  # one tensor at a time: memory stays at one tensor's copy
+            data = _to_numpy(state[key], heads, kind == "f16")
+            writer.write_tensor_data(
+                data if kind in ("f16", "f32") else gguf.quants.quantize(data, _QTYPE[kind])
+            )
     finally:
         writer.close()
     return path
+
+
+class _QuantTypes(dict):
+    """llama.cpp's quantization type of each name in DTYPES (looked up lazily: gguf is imported on use)."""
+
+    def __missing__(self, kind: str) -> Any:
+        import gguf
+
+        self[kind] = getattr(gguf.GGMLQuantizationType, kind.upper())
+        return self[kind]
+
+
+_QTYPE = _QuantTypes()
+
+
+def _block(kind: str) -> int:
+    import gguf
+
+    return gguf.GGML_QUANT_SIZES[_QTYPE[kind]][0]
 
 
 def _arch_enum(arch: str) -> Any:
@@ -95,8 +126,8 @@ def _arch_enum(arch: str) -> Any:
 
 def _tensor_plan(
     state: dict[str, Any], config: Any, arch: str, dtype: str
-) -> Iterator[tuple[str, str, int, bool]]:
-    """(GGUF name, state-dict key, heads to un-rotate (0: none), store as f16) for each tensor to write."""
+) -> Iterator[tuple[str, str, int, str]]:
+    """(GGUF name, state-dict key, heads to un-rotate (0: none), weight type) for each tensor to write."""
     import gguf
 
     names = gguf.get_tensor_name_map(_arch_enum(arch), config.num_hidden_layers)
@@ -118,7 +149,12 @@ def _tensor_plan(
             heads = n_head
         elif arch == "llama" and ".attn_k." in name:
             heads = n_kv
-        yield name, key, heads, dtype == "f16" and t.dim() == 2
+        kind = "f32"
+        if t.dim() == 2:
+            kind = dtype
+            if dtype not in ("f16", "f32") and t.shape[-1] % _block(dtype):
+                kind = "f16"  # a row that is not whole blocks cannot be quantized
+        yield name, key, heads, kind
 
 
 def _to_numpy(t: Any, heads: int, to_half: bool) -> Any:
@@ -200,8 +236,11 @@ def _hyperparameters(writer: Any, config: Any, dtype: str, n_vocab: int) -> None
             f"GGUF export: rope scaling '{kind}' is not supported (default, linear, yarn, llama3)"
         )
     writer.add_layer_norm_rms_eps(config.rms_norm_eps)
-    ftype = gguf.LlamaFileType.MOSTLY_F16 if dtype == "f16" else gguf.LlamaFileType.ALL_F32
-    writer.add_file_type(ftype)
+    writer.add_file_type(
+        gguf.LlamaFileType.ALL_F32
+        if dtype == "f32"
+        else getattr(gguf.LlamaFileType, f"MOSTLY_{dtype.upper()}")
+    )
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
 

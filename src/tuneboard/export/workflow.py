@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from .. import rundir
 from ..config import Config
 from ..errors import TuneboardError
 from ..files import atomic_dir, unwritable_reason
@@ -42,10 +43,12 @@ def trained_run(cfg: Config, adapters: list[Path]) -> dict[str, Any]:
     info: dict[str, Any] = {}
     candidates = [*adapters, Path(cfg.model_name_or_path)]
     for d in candidates:
-        if (d / "tuneboard_config.yaml").exists():
-            info["config"] = yaml.safe_load((d / "tuneboard_config.yaml").read_text(encoding="utf-8"))
-            if (d / "all_results.json").exists():
-                info["results"] = json.loads((d / "all_results.json").read_text(encoding="utf-8"))
+        conf = rundir.saved_config(d)
+        if conf is not None:
+            info["config"] = conf
+            results = rundir.read_results(d)
+            if results is not None:
+                info["results"] = results
             break
     return info
 
@@ -123,7 +126,10 @@ def run(cfg: Config) -> Path:
         if fmt.startswith("gguf"):
             from .gguf import write_gguf
 
-            dtype = "f32" if fmt == "gguf-f32" or cfg.export_dtype == "float32" else "f16"
+            # gguf-<type> names the weight type; plain gguf follows export_dtype (f16 unless float32)
+            dtype = fmt.removeprefix("gguf").removeprefix("-") or (
+                "f32" if cfg.export_dtype == "float32" else "f16"
+            )
             name = f"{target.name}-{dtype}.gguf"
             write_gguf(model, tokenizer, template, tmp / name, dtype)
         else:
