@@ -28,6 +28,7 @@ LAYERS = [
     ("model/", 2),
     ("data/", 1),
     ("config.py", 0),
+    ("keys.py", 0),
     ("hub.py", 0),
     ("errors.py", 0),
     ("files.py", 0),
@@ -138,6 +139,7 @@ def test_no_file_over_400_lines():
     "argv",
     [
         ["--help"],
+        ["train", "--help-keys"],
         ["data", "check", "data/triage_train.json"],
         ["data", "preview", "data/identity.json", "-n", "1"],
     ],

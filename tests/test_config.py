@@ -11,6 +11,7 @@ from tuneboard import config
 from tuneboard.cli.main import main
 from tuneboard.config import Config, from_dict, load, parse_overrides
 from tuneboard.errors import ConfigError
+from tuneboard.keys import GROUPS
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -228,3 +229,66 @@ def test_config_errors_through_the_cli(capsys, tmp_path):
     assert err.strip() == f"error: {path}: unknown key 'learning_rat'; did you mean 'learning_rate'?"
     code = main(["train", str(path.with_name("nope.yaml"))])
     assert code == 1 and capsys.readouterr().err.strip().endswith("nope.yaml: config file not found")
+
+
+# ---- keys declared once: help, group, choices; the --help-keys listing ----
+
+
+def test_every_key_is_declared_with_a_help_text_and_a_group():
+    assert list(config.KEYS) == list(Config().to_dict())  # every YAML key, none of the internal fields
+    for name, f in config.KEYS.items():
+        assert f.metadata["help"].strip() and "\n" not in f.metadata["help"], name
+        assert f.metadata["group"] in GROUPS, name
+        if f.metadata["choices"]:
+            assert f.type == "str" and f.default in f.metadata["choices"], name
+    assert config.CHOICES["finetuning_type"] == ("lora", "freeze", "full")
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "chat", "export", "api", "webchat"])
+def test_help_keys_lists_every_key_by_group(capsys, command):
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help-keys"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "  save_strategy: str = steps  (one of no, steps, epoch, best)\n" in out
+    assert f"      {config.key_help('save_strategy')}\n" in out
+    assert all(f"\n  {key}: " in out for key in config.known_keys())
+    assert [line for line in out.splitlines() if line.endswith(":")] == [f"{g}:" for g in GROUPS]
+
+
+def test_help_keys_with_a_keyword(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--help-keys", "LoRA"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0 and "  lora_rank: int = 8\n" in out and "cutoff_len" not in out
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--help-keys", "zzzz"])
+    assert done.value.code == 1 and capsys.readouterr().err == "no config key matches 'zzzz'\n"
+
+
+def test_a_value_outside_the_choices_is_refused_with_the_choices():
+    with pytest.raises(ConfigError) as err:
+        from_dict({"save_strategy": "sometimes"}, where="w")
+    assert str(err.value) == "w: 'save_strategy' is 'sometimes'; expected one of no, steps, epoch, best"
+
+
+def test_a_number_too_large_for_an_integer_names_the_key():
+    with pytest.raises(ConfigError) as err:
+        load(None, ["cutoff_len=1e400"])
+    assert str(err.value) == "command line: 'cutoff_len' must be an integer, got '1e400'"
+
+
+def test_no_and_yes_stay_words_for_a_key_with_choices(tmp_path):
+    cfg, _ = load(None, ["save_strategy=no", "eval_strategy=no", "bf16=no", "do_train=yes"])
+    assert (cfg.save_strategy, cfg.eval_strategy, cfg.bf16, cfg.do_train) == ("no", "no", False, True)
+    path = write(tmp_path, "save_strategy: no\nbf16: off\ndo_eval: on\nresume_from_checkpoint: yes\n")
+    cfg, _ = load(path)
+    assert (cfg.save_strategy, cfg.bf16, cfg.do_eval, cfg.resume_from_checkpoint) == (
+        "no",
+        False,
+        True,
+        "true",
+    )
+    assert from_dict({"save_strategy": False})[0].save_strategy == "no"  # a mapping read by yaml.safe_load
+    with pytest.raises(ConfigError, match="'flash_attn' is 'off'; expected one of auto, disabled"):
+        load(None, ["flash_attn=off"])

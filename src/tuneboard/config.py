@@ -1,4 +1,6 @@
-"""Typed settings: one flat dataclass whose field names are the YAML keys and the key=value overrides.
+"""Typed settings: one flat dataclass whose field names are the YAML keys and the key=value overrides; each
+key declared once, with its group, help text and choices. Values are typed and validated here, in one place
+(keys.py reads the YAML and key=value text and holds LLaMA-Factory's other key names).
 
 Lowest layer with hub.py: no torch import. Accepts LLaMA-Factory's key names so their configs run unchanged.
 """
@@ -17,109 +19,147 @@ import yaml
 
 from .errors import ConfigError
 from .files import write_text_atomic
+from .keys import GROUPS, IGNORED_KEYS, KEY_ALIASES, group, parse_overrides, read_yaml
 
 STAGES_NOT_YET = {"pt", "rm", "ppo", "dpo", "kto"}
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+# one field maker per group: `name: type = _train(default, help, choices)` is the whole declaration of a key
+_model, _method, _data, _output, _train, _eval, _gen, _export = map(group, GROUPS)
 
 
 @dataclass
 class Config:
-    # model
-    model_name_or_path: str = "builtin:tiny"
-    adapter_name_or_path: str | None = None
-    trust_remote_code: bool = False
-    cache_dir: str | None = None
-    model_revision: str = "main"
-    quantization_bit: int | None = None
-    flash_attn: str = "auto"
-    infer_backend: str = "huggingface"
-    infer_dtype: str = "auto"
-    vllm_maxlen: int = 4096
-    vllm_gpu_util: float = 0.9
-    vllm_enforce_eager: bool = False
-    vllm_max_lora_rank: int = 32
-    # method
-    stage: str = "sft"
-    do_train: bool = True
-    do_eval: bool = False
-    do_predict: bool = False
-    predict_with_generate: bool = False
-    finetuning_type: str = "lora"
-    lora_rank: int = 8
-    lora_alpha: int | None = None
-    lora_dropout: float = 0.0
-    lora_target: str = "all"
-    additional_target: str | None = None
-    freeze_trainable_layers: int = 2
-    # data
-    dataset: str | None = None
-    eval_dataset: str | None = None
-    dataset_dir: str = "data"
-    template: str | None = None
-    cutoff_len: int = 2048
-    max_samples: int | None = None
-    val_size: float = 0.0
-    overwrite_cache: bool = False
-    preprocessing_num_workers: int | None = None
-    packing: bool = False
-    padding_free: bool = False
-    group_by_length: bool = False
-    train_on_prompt: bool = False
-    mask_history: bool = False
-    default_system: str | None = None
-    enable_thinking: bool = True
-    # output
-    output_dir: str = "saves/run"
-    overwrite_output_dir: bool = False
-    logging_steps: int = 10
-    save_steps: int = 500
-    save_strategy: str = "steps"
-    save_total_limit: int | None = None
-    save_only_model: bool = False
-    plot_loss: bool = False
-    report_to: str = "none"
-    # train
-    per_device_train_batch_size: int = 1
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 5e-5
-    num_train_epochs: float = 3.0
-    max_steps: int = -1
-    lr_scheduler_type: str = "linear"
-    warmup_ratio: float = 0.0
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    optim: str = "adamw_torch"
-    bf16: bool = False
-    fp16: bool = False
-    use_cpu: bool = False
-    seed: int = 42
-    gradient_checkpointing: bool = False
-    fused_ops: bool = True  # model/fused.py: leaner SwiGLU MLP backward and chunked LM-head loss, same values
-    resume_from_checkpoint: str | None = None
-    ddp_timeout: int = 1800
-    dataloader_num_workers: int = 0
-    deepspeed: str | None = None
-    nproc_per_node: int | None = None
-    # eval
-    eval_strategy: str = "no"
-    eval_steps: int | None = None
-    per_device_eval_batch_size: int = 8
-    # generation (eval, chat, api)
-    max_new_tokens: int = 512
-    do_sample: bool = True
-    temperature: float = 0.95
-    top_p: float = 0.7
-    top_k: int = 50
-    repetition_penalty: float = 1.0
-    num_beams: int = 1
-    # export
-    export_dir: str | None = None
-    export_size: float = 5.0
-    export_device: str = "cpu"
-    export_legacy_format: bool = False
-    export_dtype: str = "auto"
-    export_format: str = "hf"
-    overwrite_export_dir: bool = False
+    model_name_or_path: str = _model(
+        "builtin:tiny",
+        "hub id, local directory, a training output_dir, or builtin:tiny (the bundled demo model)",
+    )
+    adapter_name_or_path: str | None = _model(None, "LoRA adapter directories to load, comma-separated")
+    trust_remote_code: bool = _model(False, "run Python code shipped with the model (only if trusted)")
+    cache_dir: str | None = _model(None, "where downloaded models are kept (default: the hub's own cache)")
+    model_revision: str = _model("main", "branch, tag or commit of the model on the hub")
+    quantization_bit: int | None = _model(None, "4 or 8: load the base model quantized (QLoRA, CUDA)")
+    flash_attn: str = _model(
+        "auto",
+        "attention kernel: auto, sdpa, disabled (PyTorch SDPA), fa2 (flash-attn, CUDA), eager",
+        ("auto", "disabled", "sdpa", "fa2", "eager"),
+    )
+    infer_backend: str = _model(
+        "huggingface", "engine of eval, chat and api: huggingface (hf) or vllm", ("huggingface", "hf", "vllm")
+    )
+    infer_dtype: str = _model(
+        "auto", "weights dtype for inference; auto: bf16/fp16 on GPU, fp32 on CPU", DTYPES
+    )
+    vllm_maxlen: int = _model(4096, "vLLM: longest sequence (prompt + reply) in tokens")
+    vllm_gpu_util: float = _model(0.9, "vLLM: fraction of GPU memory it may take, in (0, 1]")
+    vllm_enforce_eager: bool = _model(False, "vLLM: no CUDA graphs (less memory, slower)")
+    vllm_max_lora_rank: int = _model(32, "vLLM: largest LoRA rank it accepts")
+    stage: str = _method(
+        "sft", "training stage; tuneboard runs sft (supervised fine-tuning)", ("sft", *sorted(STAGES_NOT_YET))
+    )
+    do_train: bool = _method(True, "train (false: only predict with an existing model)")
+    do_eval: bool = _method(False, "compute the eval loss during training (see eval_strategy)")
+    do_predict: bool = _method(False, "generate on the eval datasets and score the replies")
+    predict_with_generate: bool = _method(False, "predict by generating replies (BLEU-4, ROUGE, accuracy)")
+    finetuning_type: str = _method(
+        "lora",
+        "lora (small adapters), freeze (last layers) or full (every weight)",
+        ("lora", "freeze", "full"),
+    )
+    lora_rank: int = _method(8, "LoRA rank r: width of the adapter matrices (alias lora_r)")
+    lora_alpha: int | None = _method(None, "LoRA scale alpha (default: 2 x lora_rank)")
+    lora_dropout: float = _method(0.0, "dropout on the LoRA input, a probability below 1")
+    lora_target: str = _method(
+        "all", "modules given adapters: all (every linear layer) or names such as q_proj,v_proj"
+    )
+    additional_target: str | None = _method(None, "extra modules trained in full and saved with the adapter")
+    freeze_trainable_layers: int = _method(2, "freeze: how many of the last layers are trained")
+    dataset: str | None = _data(
+        None, "training datasets: names in dataset_info.json or data files, comma-separated"
+    )
+    eval_dataset: str | None = _data(None, "evaluation datasets, in the same form as dataset")
+    dataset_dir: str = _data("data", "directory of dataset_info.json and the data files")
+    template: str | None = _data(
+        None, "chat template (see `tuneboard data templates`); auto: the tokenizer's own"
+    )
+    cutoff_len: int = _data(2048, "longest sample in tokens; longer ones are truncated")
+    max_samples: int | None = _data(None, "read at most this many records of each dataset")
+    val_size: float = _data(0.0, "held out for evaluation: a fraction below 1 or a record count")
+    overwrite_cache: bool = _data(False, "tokenize again instead of reading the cached tokenized set")
+    preprocessing_num_workers: int | None = _data(None, "processes that tokenize (at most one per CPU core)")
+    packing: bool = _data(False, "pack several samples into each cutoff_len sequence (attention kept apart)")
+    padding_free: bool = _data(False, "batches without padding: samples end to end (attention kept apart)")
+    group_by_length: bool = _data(False, "batch samples of similar length together (less padding)")
+    train_on_prompt: bool = _data(False, "compute the loss on prompts too, not only on replies")
+    mask_history: bool = _data(False, "train only the last reply of a multi-turn conversation")
+    default_system: str | None = _data(None, "system prompt for records that have none")
+    enable_thinking: bool = _data(True, "reasoning templates (qwen3, auto): thinking mode on")
+    output_dir: str = _output("saves/run", "where the run writes its adapter or model, checkpoints and logs")
+    overwrite_output_dir: bool = _output(False, "replace a finished run in output_dir")
+    logging_steps: int = _output(10, "log the loss every this many steps")
+    save_steps: int = _output(500, "save_strategy steps: a checkpoint every this many steps")
+    save_strategy: str = _output(
+        "steps",
+        "when checkpoints are saved: no, steps, epoch or best (eval metric)",
+        ("no", "steps", "epoch", "best"),
+    )
+    save_total_limit: int | None = _output(None, "keep at most this many checkpoints (the oldest go)")
+    save_only_model: bool = _output(False, "checkpoints without optimizer state (smaller; no exact resume)")
+    plot_loss: bool = _output(False, "draw the loss curves into output_dir at the end")
+    report_to: str = _output("none", "experiment trackers: tensorboard, wandb, ... or none")
+    per_device_train_batch_size: int = _train(1, "samples per device in each forward pass")
+    gradient_accumulation_steps: int = _train(
+        1, "forward passes per optimizer step (batch = per-device batch x this x GPUs)"
+    )
+    learning_rate: float = _train(5e-5, "peak learning rate (typically 1e-4 for LoRA, 1e-5 for full)")
+    num_train_epochs: float = _train(3.0, "passes over the training set (may be fractional)")
+    max_steps: int = _train(-1, "stop after this many optimizer steps (-1: train num_train_epochs)")
+    lr_scheduler_type: str = _train("linear", "schedule: linear, cosine, constant, ... (Hugging Face names)")
+    warmup_ratio: float = _train(0.0, "part of the steps spent warming the learning rate up, in [0, 1)")
+    warmup_steps: int = _train(0, "warm-up steps (win over warmup_ratio when above 0)")
+    weight_decay: float = _train(0.0, "AdamW weight decay")
+    max_grad_norm: float = _train(1.0, "clip gradients to this norm")
+    optim: str = _train("adamw_torch", "optimizer (Hugging Face names: adamw_torch, adamw_8bit, sgd, ...)")
+    bf16: bool = _train(False, "bfloat16 mixed precision (a GPU that supports it)")
+    fp16: bool = _train(False, "float16 mixed precision (GPU)")
+    use_cpu: bool = _train(False, "run on the CPU even when a GPU is present")
+    seed: int = _train(42, "random seed of shuffling, splits and initialisation")
+    gradient_checkpointing: bool = _train(
+        False, "recompute activations in the backward pass (less memory, slower)"
+    )
+    fused_ops: bool = _train(True, "leaner SwiGLU backward, chunked LM-head loss (same values)")
+    resume_from_checkpoint: str | None = _train(
+        None, "true: continue from output_dir's last checkpoint; or a checkpoint directory"
+    )
+    ddp_timeout: int = _train(1800, "seconds distributed processes wait for each other")
+    dataloader_num_workers: int = _train(0, "processes that load batches (0: the training process)")
+    deepspeed: str | None = _train(None, "DeepSpeed JSON config file (multi-GPU)")
+    nproc_per_node: int | None = _train(None, "processes (GPUs) to train on; default: every visible GPU")
+    eval_strategy: str = _eval(
+        "no", "when the eval loss is computed: no, steps or epoch", ("no", "steps", "epoch")
+    )
+    eval_steps: int | None = _eval(None, "eval_strategy steps: every this many steps")
+    per_device_eval_batch_size: int = _eval(8, "samples per device in evaluation and prediction batches")
+    max_new_tokens: int = _gen(512, "longest reply in tokens (eval, chat, api)")
+    do_sample: bool = _gen(True, "sample replies (false: greedy; evaluation is greedy unless this is set)")
+    temperature: float = _gen(0.95, "sampling temperature (higher: more varied)")
+    top_p: float = _gen(0.7, "nucleus sampling: the most likely tokens up to this total probability")
+    top_k: int = _gen(50, "sample from the k most likely tokens (0: no limit)")
+    repetition_penalty: float = _gen(1.0, "above 1 discourages repeating tokens")
+    num_beams: int = _gen(1, "beam search width (1: none)")
+    export_dir: str | None = _export(None, "directory the exported model is written to")
+    export_size: float = _export(5.0, "largest weights shard in GB")
+    export_device: str = _export(
+        "cpu", "where adapters are merged: cpu, or auto (a GPU if any)", ("cpu", "auto")
+    )
+    export_legacy_format: bool = _export(False, "write .bin (pickle) weights instead of safetensors")
+    export_dtype: str = _export("auto", "dtype of the exported weights; auto: the model's own", DTYPES)
+    export_format: str = _export(
+        "hf",
+        "hf (a model directory), gguf / gguf-f16 / gguf-f32 (llama.cpp, Ollama)",
+        ("hf", "gguf", "gguf-f16", "gguf-f32"),
+    )
+    overwrite_export_dir: bool = _export(False, "replace an existing export_dir")
 
     # where the config came from, for messages; not a YAML key
     source: str = field(default="<defaults>", repr=False, metadata={"internal": True})
@@ -147,65 +187,19 @@ class Config:
         write_text_atomic(Path(path), text)
 
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "stage": ("sft", *sorted(STAGES_NOT_YET)),
-    "finetuning_type": ("lora", "freeze", "full"),
-    "save_strategy": ("no", "steps", "epoch", "best"),
-    "eval_strategy": ("no", "steps", "epoch"),
-    "export_device": ("cpu", "auto"),
-    "export_dtype": ("auto", "float32", "float16", "bfloat16"),
-    "export_format": ("hf", "gguf", "gguf-f16", "gguf-f32"),
-    "infer_backend": ("huggingface", "hf", "vllm"),
-    "infer_dtype": ("auto", "float32", "float16", "bfloat16"),
-    "flash_attn": ("auto", "disabled", "sdpa", "fa2", "eager"),
-}
+KEYS = {f.name: f for f in fields(Config) if not f.metadata.get("internal")}  # every YAML key, in order
+CHOICES = {name: f.metadata["choices"] for name, f in KEYS.items() if f.metadata["choices"]}
 
 POSITIVE = {
-    "cutoff_len",
-    "per_device_train_batch_size",
-    "per_device_eval_batch_size",
-    "gradient_accumulation_steps",
-    "lora_rank",
-    "logging_steps",
-    "save_steps",
-    "max_new_tokens",
-    "num_beams",
-    "vllm_maxlen",
+    "cutoff_len", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+    "lora_rank", "logging_steps", "save_steps", "max_new_tokens", "num_beams", "vllm_maxlen",
     "vllm_max_lora_rank",
-}
+}  # fmt: skip
 NON_NEGATIVE = {
-    "learning_rate",
-    "num_train_epochs",
-    "warmup_steps",
-    "weight_decay",
-    "max_grad_norm",
-    "lora_dropout",
-    "temperature",
-    "top_p",
-    "top_k",
-    "val_size",
-    "dataloader_num_workers",
-    "freeze_trainable_layers",
+    "learning_rate", "num_train_epochs", "warmup_steps", "weight_decay", "max_grad_norm", "lora_dropout",
+    "temperature", "top_p", "top_k", "val_size", "dataloader_num_workers", "freeze_trainable_layers",
     "export_size",
-}
-
-# Keys LLaMA-Factory configs carry that tuneboard accepts and ignores, with the reason shown to the user.
-IGNORED_KEYS = {
-    "ddp_find_unused_parameters": "handled automatically",
-    "upcast_layernorm": "not needed",
-    "use_fast_tokenizer": "tuneboard always uses the fast tokenizer",
-    "disable_gradient_checkpointing": "use gradient_checkpointing",
-    "include_num_input_tokens_seen": "always logged",
-    "streaming": "not supported; datasets are read fully",
-    "neat_packing": "packing always isolates samples",
-    "enable_liger_kernel": "not used",
-    "use_unsloth": "not used",
-    "rope_scaling": "not used",
-    "export_hub_model_id": "push to the hub yourself",
-    "run_name": "not used",
-}
-
-KEY_ALIASES = {"evaluation_strategy": "eval_strategy", "lora_r": "lora_rank"}
+}  # fmt: skip
 
 
 def split_names(value: str | None) -> list[str]:
@@ -214,13 +208,13 @@ def split_names(value: str | None) -> list[str]:
     return [part.strip() for part in str(value).split(",") if part.strip()]
 
 
-def _field_types() -> dict[str, Any]:
-    hints = typing.get_type_hints(Config)
-    return {f.name: hints[f.name] for f in fields(Config) if not f.metadata.get("internal")}
-
-
 def known_keys() -> list[str]:
-    return list(_field_types())
+    return list(KEYS)
+
+
+def key_help(key: str) -> str:
+    """The one-line help text of a YAML key (the web UI's fallback tooltip)."""
+    return KEYS[key].metadata["help"]
 
 
 def closest_key(key: str) -> str | None:
@@ -237,10 +231,13 @@ def _coerce(key: str, value: Any, hint: Any, where: str) -> Any:
         if optional or base is str:
             return None
         raise ConfigError(f"{where}: '{key}' must not be empty")
-    if key == "resume_from_checkpoint" and isinstance(value, bool):
-        return "true" if value else None
+    if key == "resume_from_checkpoint" and str(value).lower() in ("true", "yes", "on", "false", "no", "off"):
+        return "true" if str(value).lower() in ("true", "yes", "on") else None
     if key == "val_size" and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if base is str and isinstance(value, bool) and key in CHOICES:  # `save_strategy: false`, from a dict
+        words = ("yes", "on", "true") if value else ("no", "off", "false")
+        return next((w for w in words if w in CHOICES[key]), words[-1])
     try:
         if base is bool:
             if isinstance(value, bool):
@@ -267,7 +264,7 @@ def _coerce(key: str, value: Any, hint: Any, where: str) -> Any:
             if isinstance(value, dict):
                 raise ValueError
             return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("1e400"))
         name = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[base]
         raise ConfigError(f"{where}: '{key}' must be {name}, got {value!r}") from None
     return value
@@ -320,7 +317,7 @@ def _validate(cfg: Config, where: str) -> None:
 
 def from_dict(data: dict[str, Any], where: str = "<config>", strict: bool = True) -> tuple[Config, list[str]]:
     """Build a validated Config; returns it with notes about accepted-but-ignored keys."""
-    types = _field_types()
+    types = typing.get_type_hints(Config)
     values: dict[str, Any] = {}
     notes: list[str] = []
     for raw_key, value in data.items():
@@ -328,7 +325,7 @@ def from_dict(data: dict[str, Any], where: str = "<config>", strict: bool = True
         if key in IGNORED_KEYS:
             notes.append(f"{where}: '{key}' is ignored ({IGNORED_KEYS[key]})")
             continue
-        if key not in types:
+        if key not in KEYS:
             if not strict:
                 continue
             close = closest_key(key)
@@ -338,47 +335,6 @@ def from_dict(data: dict[str, Any], where: str = "<config>", strict: bool = True
     cfg = Config(**values, source=where, explicit=frozenset(values))
     _validate(cfg, where)
     return cfg, notes
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """`key=value` strings from the command line; values are read as YAML scalars (so 1e-4, true, null work)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"command line: '{item}' is not key=value")
-        key, _, raw = item.partition("=")
-        key = key.strip().lstrip("-").replace("-", "_")
-        try:
-            out[key] = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            out[key] = raw
-        if isinstance(out[key], dict):  # `default_system=Note: be brief` is text, not a mapping
-            out[key] = raw
-    return out
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: config file not found")
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a directory, expected a YAML config file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        pos = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}: invalid YAML{pos}: {problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{path}: expected a mapping of key: value at the top level, got {type(data).__name__}"
-        )
-    return data
 
 
 def load(path: str | Path | None = None, overrides: list[str] | None = None) -> tuple[Config, list[str]]:

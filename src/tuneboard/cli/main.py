@@ -176,9 +176,33 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+class _HelpKeys(argparse.Action):
+    """`--help-keys [KEYWORD]`: every config key (or those matching KEYWORD) with its help, then exit."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: object, values: object, option: object = None
+    ) -> None:
+        from .. import keys
+        from ..config import Config
+
+        text = keys.listing(Config, str(values or ""))
+        if not text:
+            parser.exit(1, f"no config key matches {values!r}\n")
+        print(text)
+        parser.exit(0)
+
+
 def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="YAML config (LLaMA-Factory key names)")
     p.add_argument("overrides", nargs="*", help="key=value settings that override the YAML")
+    p.add_argument(
+        "--help-keys",
+        nargs="?",
+        const="",
+        metavar="KEYWORD",
+        action=_HelpKeys,
+        help="list every config key: type, default, choices, help (or those matching KEYWORD)",
+    )
 
 
 def _add_server(p: argparse.ArgumentParser, port: int) -> None:

@@ -22,6 +22,30 @@ from .runner import JobRunning
 
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "polynomial")
 COMPUTE = ("fp32", "bf16", "fp16")
+# the config key each control sets: its help text is the control's info where the locale has none
+SETTINGS = {
+    "train.learning_rate": "learning_rate",
+    "train.epochs": "num_train_epochs",
+    "train.max_steps": "max_steps",
+    "train.max_samples": "max_samples",
+    "train.cutoff_len": "cutoff_len",
+    "train.seed": "seed",
+    "train.batch_size": "per_device_train_batch_size",
+    "train.grad_accum": "gradient_accumulation_steps",
+    "train.scheduler": "lr_scheduler_type",
+    "train.warmup_ratio": "warmup_ratio",
+    "train.lora_rank": "lora_rank",
+    "train.lora_alpha": "lora_alpha",
+    "train.lora_dropout": "lora_dropout",
+    "train.lora_target": "lora_target",
+    "train.freeze_layers": "freeze_trainable_layers",
+    "train.logging_steps": "logging_steps",
+    "train.save_steps": "save_steps",
+    "train.val_size": "val_size",
+    "train.packing": "packing",
+    "train.train_on_prompt": "train_on_prompt",
+    "train.resume": "resume_from_checkpoint",
+}
 
 
 def default_run() -> str:
@@ -89,6 +113,7 @@ def render(ctx: Ctx, lang: str, status: dict[str, Any]) -> list[Any]:
 
 def build(ctx: Ctx) -> dict[str, Any]:
     ui = ctx.ui
+    ui.settings.update(SETTINGS)
     with ui.tab("tab.train", id="train", elem_id="tab-train") as tab:
         with gr.Row(equal_height=True):
             datasets = ui.box(

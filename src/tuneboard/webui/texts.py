@@ -10,13 +10,17 @@ from typing import Any
 
 import gradio as gr
 
-from .locales import t
+from ..config import key_help
+from .locales import DEFAULT, t, table
 
 
 class Texts:
     def __init__(self, lang: str) -> None:
         self.lang = lang
         self.items: list[tuple[Any, dict[str, str], dict[str, Any]]] = []
+        # locale key of a control -> the config key it sets, whose help (English) is the control's info
+        # where the locale has no `<key>.info` of its own; a tab adds its controls
+        self.settings: dict[str, str] = {}
 
     def add(self, component: Any, values: dict[str, Any] | None = None, **props: str) -> Any:
         """Record `component`; props map a property (label, info, value, placeholder) to a locale key,
@@ -26,8 +30,11 @@ class Texts:
 
     def box(self, cls: Any, key: str, *, info: bool = False, placeholder: bool = False, **kw: Any) -> Any:
         props = {"label": key}
-        if info:
+        setting = self.settings.get(key)
+        if info or (setting and f"{key}.info" in table(DEFAULT)):
             props["info"] = f"{key}.info"
+        elif setting:
+            kw["info"] = key_help(setting)
         if placeholder:
             props["placeholder"] = f"{key}.placeholder"
         for prop, k in props.items():
