@@ -94,6 +94,9 @@ class Config:
     mask_history: bool = _data(False, "train only the last reply of a multi-turn conversation")
     default_system: str | None = _data(None, "system prompt for records that have none")
     enable_thinking: bool = _data(True, "reasoning templates (qwen3, auto): thinking mode on")
+    fast_bpe: bool = _data(
+        True, "tokenize large datasets with fastokens (same ids, far faster); false: tokenizers only"
+    )
     output_dir: str = _output("saves/run", "where the run writes its adapter or model, checkpoints and logs")
     overwrite_output_dir: bool = _output(False, "replace a finished run in output_dir")
     logging_steps: int = _output(10, "log the loss every this many steps")

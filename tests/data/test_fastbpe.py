@@ -19,7 +19,6 @@ from tuneboard.data.formats import Conversation, Message
 @pytest.fixture(autouse=True)
 def no_engines(monkeypatch):
     monkeypatch.setattr(fastbpe, "_engines", {})
-    monkeypatch.delenv("TUNEBOARD_FAST_BPE", raising=False)
 
 
 def edited(backend, edit):
@@ -87,11 +86,11 @@ def test_tokenizers_whose_tokens_do_not_spell_the_bytes_are_left_to_the_tokenize
     assert fastbpe.engine_for(edited(tiny_tokenizer.backend_tokenizer, edit)) is None
 
 
-def test_turned_off_by_the_environment_or_when_not_installed(tiny_tokenizer, monkeypatch):
+def test_turned_off_by_the_config_key_or_when_not_installed(tiny_tokenizer, monkeypatch):
     backend = tiny_tokenizer.backend_tokenizer
-    monkeypatch.setenv("TUNEBOARD_FAST_BPE", "0")
-    assert fastbpe.engine_for(backend) is None
-    monkeypatch.delenv("TUNEBOARD_FAST_BPE")
+    fastbpe.engine_for(backend)  # built earlier in the process: `fast_bpe: false` lets it go
+    fastbpe.build_if_worth(tiny_tokenizer, conversations(2, "好的。"), enabled=False)
+    assert fastbpe.engine_for(backend, build=False) is None
     fastbpe.clear()
     monkeypatch.setitem(sys.modules, "fastokens", None)  # import fails
     assert fastbpe.engine_for(backend) is None
@@ -126,12 +125,10 @@ def test_the_loader_builds_it_for_large_datasets_only(tiny_tokenizer, tiny_dir, 
     )
     fast = loader.tokenize(large, template, tiny_tokenizer, 64, use_cache=False)
     assert used and fastbpe.engine_for(backend, build=False) is not None
-    fastbpe.clear()
-    monkeypatch.setenv("TUNEBOARD_FAST_BPE", "0")
-    slow = loader.tokenize(large, template, tiny_tokenizer, 64, use_cache=False)
+    slow = loader.tokenize(large, template, tiny_tokenizer, 64, use_cache=False, fast_bpe=False)
     assert [fast[i] for i in range(len(fast))] == [slow[i] for i in range(len(slow))]
+    assert fastbpe.engine_for(backend, build=False) is None  # the one built above was let go, not used
 
-    monkeypatch.delenv("TUNEBOARD_FAST_BPE")
     fastbpe.clear()
     assert fastbpe.engine_for(backend) is not None
     monkeypatch.setattr(loader, "_encode_pipelined", None)  # forked workers only, with the engine inherited
@@ -237,3 +234,17 @@ def test_prepare_datasets_lets_the_engine_go_before_training(
     bundle = loader.prepare_datasets(cfg, tiny_tokenizer, get_template("qwen"))
     assert len(bundle.train) == 24 and builds.count(True) >= 1  # built for the training set
     assert engine_for(tiny_tokenizer.backend_tokenizer, build=False) is None  # and let go before training
+
+
+def test_the_config_key_fast_bpe_false_reaches_the_loader(tiny_tokenizer, tmp_path, token_cache, monkeypatch):
+    from tuneboard.config import Config
+    from tuneboard.data.templates.named import get_template
+
+    rows = [{"instruction": f"问题 {i}", "output": "先检查是否浇水过多。"} for i in range(30)]
+    (tmp_path / "a.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    monkeypatch.setattr(fastbpe, "WORTH_CHARS", 100)
+    used = []
+    monkeypatch.setattr(fastbpe.FastBPE, "encode", lambda self, pieces: used.append(1))
+    cfg = Config(dataset=str(tmp_path / "a.json"), template="qwen", cutoff_len=64, fast_bpe=False)
+    bundle = loader.prepare_datasets(cfg, tiny_tokenizer, get_template("qwen"))
+    assert len(bundle.train) == 30 and not used

@@ -5,13 +5,12 @@ tokens' byte lengths: with byte-level BPE the tokens of a piece spell exactly it
 
 Used only where that holds (see `_eligible`), checked per piece (byte count, NFC), and cross-checked against
 the tokenizers library on a sample of every batch: a disagreement turns it off for that tokenizer, with a
-warning, and the batch is encoded again the usual way. `TUNEBOARD_FAST_BPE=0` turns it off.
+warning, and the batch is encoded again the usual way. The config key `fast_bpe: false` turns it off.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import unicodedata
 from typing import Any
@@ -40,11 +39,15 @@ def engine_for(backend: Any, build: bool = True) -> FastBPE | None:
     return _engines[key][1]
 
 
-def build_if_worth(tokenizer: Any, convs: list[Any]) -> None:
+def build_if_worth(tokenizer: Any, convs: list[Any], enabled: bool = True) -> None:
     """Build the engine for a transformers tokenizer when these conversations hold enough text to repay it
-    (once, before chunks go to threads or forked workers, which then find it built)."""
+    (once, before chunks go to threads or forked workers, which then find it built). Not `enabled` (the
+    config's fast_bpe): an engine built earlier for this tokenizer is let go, so none is used."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
+        return
+    if not enabled:
+        _engines.pop(id(backend), None)
         return
     chars = sum(len(c.system or "") + sum(len(m.content) for m in c.messages) for c in convs)
     if chars >= WORTH_CHARS:
@@ -62,7 +65,7 @@ def disable(backend: Any, why: str) -> None:
 
 
 def _build(backend: Any) -> FastBPE | None:
-    if os.environ.get("TUNEBOARD_FAST_BPE", "1") == "0" or not _eligible(backend):
+    if not _eligible(backend):
         return None
     try:
         import fastokens

@@ -205,6 +205,7 @@ def tokenize(
     num_workers: int | None = None,
     overwrite_cache: bool = False,
     use_cache: bool = True,
+    fast_bpe: bool = True,
 ) -> TokenizedSet:
     settings = dict(cutoff_len=cutoff_len, train_on_prompt=train_on_prompt, mask_history=mask_history)
     # the fingerprint hashes every record and the whole tokenizer: only worth it when the cache is used
@@ -214,7 +215,7 @@ def tokenize(
             return TokenizedSet.load(path)
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache entry is rebuilt
-    fastbpe.build_if_worth(tokenizer, convs)
+    fastbpe.build_if_worth(tokenizer, convs, enabled=fast_bpe)
     chunk = 2000
     if num_workers and num_workers > 1 and len(convs) > chunk:
         parts = _encode_forked(convs, template, tokenizer, settings, chunk, num_workers)
@@ -297,6 +298,7 @@ def prepare_datasets(
         mask_history=cfg.mask_history,
         num_workers=cfg.preprocessing_num_workers,
         overwrite_cache=cfg.overwrite_cache,
+        fast_bpe=cfg.fast_bpe,
     )
     train = tokenize(train_convs, template, tokenizer, **kw)
     if len(train) == 0:
