@@ -21,7 +21,7 @@ from .pipeline import sniff_formatting
 from .readers import read_file, read_records
 from .registry import INFO_FILE, DatasetSpec, read_registry, resolve, spec_for_path, spec_from_entry
 from .templates.named import tool_templates
-from .tokenize import IGNORE, encode
+from .tokenize import IGNORE, encode, keep_chars_for
 
 PLACEHOLDER = re.compile(r"\{\{(name|author)\}\}")
 
@@ -169,7 +169,9 @@ def check(spec: DatasetSpec, tokenizer: Any = None, template: Any = None, cutoff
     }
     if tokenizer is not None and template is not None and convs:
         fastbpe.build_if_worth(tokenizer, convs)
-        enc, _ = encode(convs, template, tokenizer, cutoff_len=10**9)
+        # untruncated lengths; a record far longer than cutoff_len is measured on what training could keep
+        keep = keep_chars_for(cutoff_len)
+        enc, stats = encode(convs, template, tokenizer, cutoff_len=10**9, keep_chars=keep)
         lengths = sorted(len(x) for x in enc["input_ids"])
         q = statistics.quantiles(lengths, n=10) if len(lengths) > 1 else [lengths[0]] * 9
         report["tokens"] = {
@@ -178,6 +180,8 @@ def check(spec: DatasetSpec, tokenizer: Any = None, template: Any = None, cutoff
             "max": lengths[-1],
             "over_cutoff": sum(1 for n in lengths if n > cutoff_len),
             "cutoff_len": cutoff_len,
+            "cut": stats.shortened,
+            "cut_chars": keep,
         }
     return report
 
@@ -217,6 +221,11 @@ def format_check(report: dict) -> str:
         lines.append(
             f"  tokens p50 {t['p50']}, p90 {t['p90']}, max {t['max']}; {t['over_cutoff']} over cutoff_len={t['cutoff_len']}"
         )
+        if t.get("cut"):
+            lines.append(
+                f"  {t['cut']} record{'s' * (t['cut'] > 1)} cut before tokenizing: longer than {t['cut_chars']:,} "
+                "characters around the reply, measured on those (training keeps cutoff_len tokens of them)"
+            )
     if report["unmapped_fields"]:
         fields = ", ".join(f"{k} ({n} records)" for k, n in report["unmapped_fields"].items())
         lines.append(f"  fields no column maps (NOT trained on): {fields}")

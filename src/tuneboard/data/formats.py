@@ -46,6 +46,7 @@ OPENAI_TAGS = {
     "system_tag": "system",
 }
 FORMATTINGS = ("alpaca", "sharegpt", "openai")
+MAX_RECORD_CHARS = 32 * 2**20  # a record with more text than this is refused: no cutoff_len makes use of it
 
 
 @dataclass
@@ -202,6 +203,12 @@ def to_conversation(
         conv = from_alpaca(record, columns, where)
     else:
         conv = from_sharegpt(record, columns, tags, where)
+    size = len(conv.system) + len(conv.tools) + sum(len(m.content) for m in conv.messages)
+    if size > MAX_RECORD_CHARS:
+        raise DataError(
+            f"{where}: {size:,} characters of text, more than the {MAX_RECORD_CHARS:,} a record may hold "
+            "(training keeps cutoff_len tokens of it); split it or leave it out"
+        )
     _check_unicode(conv, where)
     _check_tools(conv, where)
     return conv

@@ -187,10 +187,11 @@ def _encode_pipelined(jobs: list[tuple]) -> list[tuple[dict[str, list[list[int]]
 
     results = []
     with _rust_threads(), ThreadPoolExecutor(1) as pool:
-        ahead = pool.submit(render_and_tokenize, *jobs[0][:3]) if jobs else None
+        ahead = pool.submit(render_and_tokenize, *jobs[0][:3], **jobs[0][3]) if jobs else None
         for i, (convs, _, _, settings) in enumerate(jobs):
             stage1 = ahead.result()
-            ahead = pool.submit(render_and_tokenize, *jobs[i + 1][:3]) if i + 1 < len(jobs) else None
+            nxt = jobs[i + 1] if i + 1 < len(jobs) else None
+            ahead = pool.submit(render_and_tokenize, *nxt[:3], **nxt[3]) if nxt else None
             results.append(build_labels(convs, stage1, **settings))
     return results
 

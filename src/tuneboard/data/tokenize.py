@@ -3,7 +3,8 @@
 Data layer, step 5 of the flow. Each conversation is rendered once by its template and tokenized as the
 whole text is (align.py finds the tokens and where each segment starts, fast), so tokens are exactly what the
 model sees at inference; a token is trained when its first character lies in a trained segment (reply text +
-end-of-turn). The rules are `build_labels` and `_truncate`, below.
+end-of-turn). The rules are `build_labels` and `_truncate`, below. An absurdly long record is cut first, to the
+characters around its first trained one that truncation could keep (`_cut`), so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -26,22 +27,66 @@ class EncodeStats:
     tokens: int = 0
     trained_tokens: int = 0
     dropped_examples: list[str] = field(default_factory=list)
+    shortened: int = 0  # records cut before tokenizing (`_cut`); always among the truncated ones
 
     def add(self, other: EncodeStats) -> None:
-        for name in ("records", "kept", "truncated", "dropped_no_target", "tokens", "trained_tokens"):
+        names = ("records", "kept", "truncated", "dropped_no_target", "tokens", "trained_tokens", "shortened")
+        for name in names:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.dropped_examples += other.dropped_examples[: max(0, 5 - len(self.dropped_examples))]
 
 
-def _spans(template: Any, conv: Conversation) -> tuple[str, list[int], list[tuple[bool, int]]]:
+def keep_chars_for(cutoff_len: int) -> int:
+    """Characters kept on each side of a record's first trained character before tokenizing. Truncation keeps at
+    most cutoff_len tokens on either side of the first trained token, and that many tokens span far fewer
+    characters (32 a token would be a text of long whitespace runs), so only an absurdly long record is cut,
+    and its kept tokens stay the same."""
+    return 32 * cutoff_len + 4096
+
+
+def _trained(train: bool, turn: int, last_turn: int, train_on_prompt: bool, mask_history: bool) -> bool:
+    """Is a segment trained? train_on_prompt trains every token, system and prefix included (as LLaMA-Factory
+    does); mask_history trains only the last exchange's reply."""
+    return (train or train_on_prompt) and not (mask_history and turn != last_turn)
+
+
+def _spans(
+    template: Any, conv: Conversation, keep: int | None = None, **rules: bool
+) -> tuple[str, list[int], list[tuple[bool, int]], bool]:
     segs = template.render(conv, for_training=True)
-    starts, meta, pos, parts = [], [], 0, []
-    for s in segs:
+    texts = [s.text for s in segs]
+    meta = [(s.train, s.turn) for s in segs]
+    cut = keep is not None and sum(map(len, texts)) > keep
+    if cut:
+        texts, cut = _cut(texts, meta, keep, **rules)
+    starts, pos = [], 0
+    for t in texts:
         starts.append(pos)
-        meta.append((s.train, s.turn))
-        parts.append(s.text)
-        pos += len(s.text)
-    return "".join(parts), starts, meta
+        pos += len(t)
+    return "".join(texts), starts, meta, cut
+
+
+def _cut(
+    texts: list[str], meta: list[tuple[bool, int]], keep: int, train_on_prompt: bool, mask_history: bool
+) -> tuple[list[str], bool]:
+    """Only the text within `keep` characters of the first trained one can reach the tokens `_truncate` keeps
+    (a window of cutoff_len tokens around the first trained token); exchanges further on are dropped there
+    anyway, and the counts it decides by stay over cutoff_len. Every segment stays, emptied when outside."""
+    last_turn = max((t for _, t in meta), default=0)
+    first, pos = 0, 0
+    for t, (train, turn) in zip(texts, meta, strict=True):
+        if t and _trained(train, turn, last_turn, train_on_prompt, mask_history):
+            first = pos
+            break
+        pos += len(t)
+    lo, hi = max(0, first - keep), first + keep
+    if lo == 0 and hi >= sum(map(len, texts)):
+        return texts, False
+    out, pos = [], 0
+    for t in texts:
+        out.append(t[max(lo - pos, 0) : max(hi - pos, 0)])
+        pos += len(t)
+    return out, True
 
 
 def _truncate(
@@ -66,16 +111,31 @@ def _truncate(
     return ids[lo:first] + ids[first:hi], labels[lo:first] + labels[first:hi]
 
 
-def render_and_tokenize(convs: list[Conversation], template: Any, tokenizer: Any) -> tuple[list, list]:
+def render_and_tokenize(
+    convs: list[Conversation],
+    template: Any,
+    tokenizer: Any,
+    cutoff_len: int | None = None,
+    train_on_prompt: bool = False,
+    mask_history: bool = False,
+    keep_chars: int | None = None,
+) -> tuple[list, list, list[int]]:
     """Stage 1: render each conversation and tokenize the texts in one batched Rust call (which releases the
-    GIL, so loader.tokenize overlaps it with stage 2 of the previous chunk)."""
-    texts, starts, metas = [], [], []
-    for conv in convs:
-        text, st, meta = _spans(template, conv)
+    GIL, so loader.tokenize overlaps it with stage 2 of the previous chunk). With cutoff_len, an absurdly
+    long record is cut first (keep_chars on each side of its first trained character, keep_chars_for by
+    default); the indices of those cut are returned too."""
+    if keep_chars is None and cutoff_len is not None:
+        keep_chars = keep_chars_for(cutoff_len)
+    rules = dict(train_on_prompt=train_on_prompt, mask_history=mask_history)
+    texts, starts, metas, cut = [], [], [], []
+    for k, conv in enumerate(convs):
+        text, st, meta, was_cut = _spans(template, conv, keep_chars, **rules)
         texts.append(text)
         starts.append(st)
         metas.append(meta)
-    return metas, _tokenize(tokenizer, texts, starts)
+        if was_cut:
+            cut.append(k)
+    return metas, _tokenize(tokenizer, texts, starts), cut
 
 
 def encode(
@@ -85,31 +145,32 @@ def encode(
     cutoff_len: int,
     train_on_prompt: bool = False,
     mask_history: bool = False,
+    keep_chars: int | None = None,
 ) -> tuple[dict[str, list[list[int]]], EncodeStats]:
     """Batch-encode conversations; records left with no trained token are dropped and counted."""
-    stage1 = render_and_tokenize(convs, template, tokenizer)
-    return build_labels(convs, stage1, cutoff_len, train_on_prompt, mask_history)
+    settings = dict(cutoff_len=cutoff_len, train_on_prompt=train_on_prompt, mask_history=mask_history)
+    stage1 = render_and_tokenize(convs, template, tokenizer, keep_chars=keep_chars, **settings)
+    return build_labels(convs, stage1, **settings)
 
 
 def build_labels(
     convs: list[Conversation],
-    stage1: tuple[list, list],
+    stage1: tuple[list, list, list[int]],
     cutoff_len: int,
     train_on_prompt: bool = False,
     mask_history: bool = False,
 ) -> tuple[dict[str, list[list[int]]], EncodeStats]:
     """Stage 2: labels from the segment token ranges, truncation, and the counts."""
-    metas, tokenized = stage1
+    metas, tokenized, cut = stage1
     out: dict[str, list[list[int]]] = {"input_ids": [], "labels": []}
-    stats = EncodeStats(records=len(convs))
+    stats = EncodeStats(records=len(convs), shortened=len(cut))
     for k, (conv, (ids, seg_tokens)) in enumerate(zip(convs, tokenized, strict=True)):
         meta = metas[k]
         last_turn = max((t for _, t in meta), default=0)
         labels: list[int] = []
         n_trained = 0
         for (a, b), (train, turn) in zip(seg_tokens, meta, strict=True):
-            # train_on_prompt trains every token, system and prefix included (as LLaMA-Factory does)
-            if (train or train_on_prompt) and not (mask_history and turn != last_turn):
+            if _trained(train, turn, last_turn, train_on_prompt, mask_history):
                 labels += ids[a:b]
                 n_trained += b - a
             else:
