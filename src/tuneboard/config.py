@@ -159,8 +159,19 @@ class Config:
     export_dtype: str = _export("auto", "dtype of the exported weights; auto: the model's own", DTYPES)
     export_format: str = _export(
         "hf",
-        "hf (a model directory), gguf / gguf-f16 / gguf-f32 (llama.cpp, Ollama)",
-        ("hf", "gguf", "gguf-f16", "gguf-f32"),
+        "hf (a model directory), or one GGUF file for llama.cpp / Ollama: gguf (f16), gguf-f32, gguf-f16, "
+        "or quantized gguf-q8_0 / q5_1 / q5_0 / q4_1 / q4_0 (k-quants: convert with llama.cpp's llama-quantize)",
+        (
+            "hf",
+            "gguf",
+            "gguf-f16",
+            "gguf-f32",
+            "gguf-q8_0",
+            "gguf-q5_1",
+            "gguf-q5_0",
+            "gguf-q4_1",
+            "gguf-q4_0",
+        ),
     )
     overwrite_export_dir: bool = _export(False, "replace an existing export_dir")
 
