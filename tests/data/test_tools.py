@@ -265,9 +265,9 @@ def test_split_writes_train_and_test(capsys, tmp_path):
     assert sorted(r["instruction"] for r in train + test) == sorted(r["instruction"] for r in recs)
     assert [recs.index(r) for r in test] == sorted(recs.index(r) for r in test)  # file order kept
     # deterministic under the seed; another seed gives another split
-    assert tools.split(src, 0.2, seed=3)[3] == 4
+    assert tools.split(src, 0.2, seed=3, force=True)[3] == 4
     assert json.loads((tmp_path / "mydata_test.json").read_text(encoding="utf-8")) == test
-    tools.split(src, 0.2, seed=4)
+    tools.split(src, 0.2, seed=4, force=True)
     assert json.loads((tmp_path / "mydata_test.json").read_text(encoding="utf-8")) != test
     assert leftovers(tmp_path) == []
 
@@ -275,7 +275,7 @@ def test_split_writes_train_and_test(capsys, tmp_path):
 def test_split_by_count_and_bad_sizes(capsys, tmp_path):
     src = write_json(tmp_path / "d.json", [{"instruction": f"q{i}", "output": "a"} for i in range(5)])
     assert tools.split(src, 2, seed=1)[2:] == (3, 2)
-    code, _, err = run(capsys, "data", "split", str(src), "--val-size", "5")
+    code, _, err = run(capsys, "data", "split", str(src), "--val-size", "5", "--force")
     assert code == 1 and "--val-size 5.0 gives 5 test records out of 5" in err
 
 

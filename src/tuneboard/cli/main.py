@@ -98,7 +98,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         entry = tools.add(args.name, Path(args.file), Path(args.dataset_dir), args.formatting, args.force)
         print(f"registered '{args.name}' in {Path(args.dataset_dir) / 'dataset_info.json'}: {entry}")
     elif sub == "split":
-        tr, te, n_tr, n_te = tools.split(Path(args.file), args.val_size, args.seed)
+        tr, te, n_tr, n_te = tools.split(Path(args.file), args.val_size, args.seed, args.force)
         print(f"wrote {tr} ({n_tr} records) and {te} ({n_te} records)")
     elif sub == "check":
         spec = tools.resolve_one(args.dataset, Path(args.dataset_dir))
@@ -134,6 +134,7 @@ def add_data_commands(p: argparse.ArgumentParser) -> None:
     q.add_argument("file")
     q.add_argument("--val-size", type=float, default=0.1, help="fraction (<1) or number of test records")
     q.add_argument("--seed", type=int, default=42)
+    q.add_argument("--force", action="store_true", help="replace existing <stem>_train/_test.json files")
     dsub.add_parser("templates", help="list the named chat templates (the `template:` setting)")
     for name, help in (
         ("check", "report problems, lengths and duplicates"),

@@ -68,61 +68,104 @@ def validate(spec: DatasetSpec) -> tuple[list[Any], list[str]]:
     return records, problems
 
 
-def add(name: str, file: Path, dataset_dir: Path, formatting: str | None = None, force: bool = False) -> dict:
-    """Register FILE as NAME in dataset_dir/dataset_info.json (validated first; other entries kept in order)."""
-    dataset_dir = Path(dataset_dir)
-    info = read_registry(dataset_dir)
+def check_name(name: str) -> str:
+    """A name `dataset:` can refer to: its lists are split on commas and each name trimmed."""
+    if not name.strip() or name != name.strip() or "," in name:
+        raise DataError(
+            f"dataset name {name!r}: `dataset:` could never name it (names are separated by commas and "
+            "trimmed); use letters, digits, '_' or '-', e.g. my_data"
+        )
+    return name
+
+
+def _check_new(name: str, file: Path, dataset_dir: Path, info: dict, force: bool) -> Path:
+    """What registering FILE as NAME needs, checked before anything is written: the path relative to dataset_dir."""
+    check_name(name)
     if name in info and not force:
         raise DataError(
             f"{dataset_dir / INFO_FILE}: dataset '{name}' is already registered (use --force to replace)"
         )
-    file = Path(file)
     try:
-        rel = file.resolve().relative_to(dataset_dir.resolve())
+        return file.resolve().relative_to(dataset_dir.resolve())
     except ValueError:
         raise DataError(
             f"{file}: is outside the dataset directory {dataset_dir}; copy it there first, or pass the file "
             "path directly as `dataset:` (no registration needed)"
         ) from None
+
+
+def _problems_error(file: Path, problems: list[str]) -> DataError:
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return DataError(f"{file}: not registered; " + "; ".join(problems[:3]) + more)
+
+
+def _entry(name: str, file: Path, rel: Path, dataset_dir: Path, formatting: str | None) -> dict:
+    """The registry entry of a validated file: a sniffed or given format is spelled out (LLaMA-Factory reads
+    an entry without sniffing or our defaults)."""
     entry: dict[str, Any] = {"file_name": rel.as_posix()}
     if formatting and formatting != "alpaca":
         entry["formatting"] = formatting
     spec = spec_from_entry(name, entry, dataset_dir, use_modelscope=False)
     records, problems = validate(spec)
     if problems:
-        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise DataError(f"{file}: not registered; " + "; ".join(problems[:3]) + more)
+        raise _problems_error(file, problems)
     if not records:
         raise DataError(f"{file}: no records")
-    # a sniffed or given format is spelled out: LLaMA-Factory reads an entry without sniffing or our defaults
     if spec.formatting != "alpaca":
         entry["formatting"] = spec.formatting
         if spec.columns["messages"] != "conversations":
             entry["columns"] = {"messages": spec.columns["messages"]}
         if spec.tags != SHAREGPT_TAGS:
             entry["tags"] = dict(spec.tags)
-    info[name] = entry
-    write_json_atomic(dataset_dir / INFO_FILE, info)
     return entry
 
 
-def split(file: Path, val_size: float, seed: int = 42) -> tuple[Path, Path, int, int]:
-    records = read_file(Path(file))
+def add(name: str, file: Path, dataset_dir: Path, formatting: str | None = None, force: bool = False) -> dict:
+    """Register FILE as NAME in dataset_dir/dataset_info.json (validated first; other entries kept in order)."""
+    dataset_dir, file = Path(dataset_dir), Path(file)
+    info = read_registry(dataset_dir)
+    rel = _check_new(name, file, dataset_dir, info, force)
+    info[name] = _entry(name, file, rel, dataset_dir, formatting)
+    write_json_atomic(dataset_dir / INFO_FILE, info)
+    return info[name]
+
+
+def split(
+    file: Path, val_size: float, seed: int = 42, force: bool = False, dataset_dir: Path | None = None
+) -> tuple[Path, Path, int, int]:
+    """FILE -> <stem>_train.json and <stem>_test.json; with dataset_dir, both registered under their stems in
+    one registry write. Everything is checked before anything is written, and existing files or entries are
+    replaced only with `force`, so a refusal leaves no half of it done."""
+    file = Path(file)
+    out_train, out_test = (file.with_name(f"{file.stem}_{part}.json") for part in ("train", "test"))
+    existing = [str(p) for p in (out_train, out_test) if p.exists()]
+    if existing and not force:
+        raise DataError(f"{' and '.join(existing)}: already there; use --force to replace")
+    records = read_file(file)
     if not records:
         raise DataError(f"{file}: no records to split")
     n_val = int(val_size) if val_size >= 1 else max(1, round(len(records) * val_size))
     if not 0 < n_val < len(records):
         raise DataError(f"{file}: --val-size {val_size} gives {n_val} test records out of {len(records)}")
+    info, rels = None, []
+    if dataset_dir is not None:
+        dataset_dir = Path(dataset_dir)
+        info = read_registry(dataset_dir)
+        rels = [_check_new(p.stem, p, dataset_dir, info, force) for p in (out_train, out_test)]
+        _, problems = validate(spec_for_path(file))
+        if problems:
+            raise _problems_error(file, problems)
     order = list(range(len(records)))
     random.Random(seed).shuffle(order)
     test_idx = set(order[:n_val])
     train = [r for i, r in enumerate(records) if i not in test_idx]
     test = [records[i] for i in sorted(test_idx)]
-    file = Path(file)
-    out_train = file.with_name(f"{file.stem}_train.json")
-    out_test = file.with_name(f"{file.stem}_test.json")
     write_json_atomic(out_train, train)
     write_json_atomic(out_test, test)
+    if info is not None and dataset_dir is not None:
+        for p, rel in zip((out_train, out_test), rels, strict=True):
+            info[p.stem] = _entry(p.stem, p, rel, dataset_dir, None)
+        write_json_atomic(dataset_dir / INFO_FILE, info)
     return out_train, out_test, len(train), len(test)
 
 
@@ -135,6 +178,7 @@ def resolve_one(name: str, dataset_dir: Path) -> DatasetSpec:
 
 def check(spec: DatasetSpec, tokenizer: Any = None, template: Any = None, cutoff_len: int = 2048) -> dict:
     """A report of a dataset: problems by record, counts, lengths, duplicates, empty outputs, unmapped fields."""
+    check_cutoff(cutoff_len)
     records, problems = validate(spec)
     spec = sniff_formatting(spec, records)
     convs = []
@@ -166,6 +210,7 @@ def check(spec: DatasetSpec, tokenizer: Any = None, template: Any = None, cutoff
         "with_tools": sum(1 for c in convs if c.tools),
         "tools_rendered": None if template is None else template.renders_tools,
         "unmapped_fields": dict(unmapped),
+        "numbers_as_text": dict(_numbers(records, spec)),
     }
     if tokenizer is not None and template is not None and convs:
         fastbpe.build_if_worth(tokenizer, convs)
@@ -184,6 +229,23 @@ def check(spec: DatasetSpec, tokenizer: Any = None, template: Any = None, cutoff
             "cut_chars": keep,
         }
     return report
+
+
+def check_cutoff(cutoff_len: int) -> None:
+    if cutoff_len <= 0:
+        raise DataError(f"--cutoff-len must be greater than 0, got {cutoff_len}")
+
+
+def _numbers(records: list[Any], spec: DatasetSpec) -> Counter[str]:
+    """Alpaca text fields holding a number, which is trained as its text (42.0 as '42.0'): worth a note."""
+    if spec.formatting != "alpaca":
+        return Counter()  # message contents must be text there (a problem otherwise)
+    keys = {spec.columns.get(k) for k in ("prompt", "query", "response", "system")} - {None, ""}
+    found: Counter[str] = Counter()
+    for rec in records:
+        if isinstance(rec, dict):
+            found.update(k for k in keys if type(rec.get(k)) in (int, float))
+    return found
 
 
 def templates_table() -> str:
@@ -229,6 +291,9 @@ def format_check(report: dict) -> str:
     if report["unmapped_fields"]:
         fields = ", ".join(f"{k} ({n} records)" for k, n in report["unmapped_fields"].items())
         lines.append(f"  fields no column maps (NOT trained on): {fields}")
+    if report.get("numbers_as_text"):
+        fields = ", ".join(f"{k} ({n} records)" for k, n in report["numbers_as_text"].items())
+        lines.append(f"  numbers read as text (trained as written, e.g. 42.0 as '42.0'): {fields}")
     if report.get("with_tools"):
         lines.append(
             f"  with tools (function definitions): {report['with_tools']} records; {tools_note(report)}"
@@ -242,6 +307,7 @@ def format_check(report: dict) -> str:
 
 def preview(spec: DatasetSpec, tokenizer: Any, template: Any, n: int = 2, cutoff_len: int = 2048) -> str:
     """The first records as the model sees them; trained text between [[ and ]] (from the real labels)."""
+    check_cutoff(cutoff_len)
     records = read_records(spec)[:n]
     spec = sniff_formatting(spec, records)
     out = []

@@ -223,7 +223,10 @@ def build(ctx: Ctx) -> dict[str, Any]:
 
     def do_split(lang: str, file: str, val: float, sd: float, reg: bool, dataset_dir: str, overwrite: bool):
         try:
-            tr, te, n_tr, n_te = tools.split(ws.resolve(file), float(val or 0.1), int(sd or 42))
+            base = ws.resolve(dataset_dir) if reg else None  # both registered in one write, or neither
+            tr, te, n_tr, n_te = tools.split(
+                ws.resolve(file), float(val or 0.1), int(sd or 42), bool(overwrite), base
+            )
             text = t(
                 lang,
                 "data.split_done",
@@ -233,9 +236,6 @@ def build(ctx: Ctx) -> dict[str, Any]:
                 n_test=n_te,
             )
             if reg:
-                base = ws.resolve(dataset_dir)
-                for p in (tr, te):
-                    tools.add(p.stem, p, base, None, bool(overwrite))
                 text += " " + t(lang, "data.registered_both", train=tr.stem, test=te.stem)
         except Exception as exc:
             return error_text(lang, exc)
