@@ -7,7 +7,9 @@ Inference layer: uses model/ (loading) and data/templates (chat template); cli.p
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,48 @@ from ..config import Config
 from ..errors import TuneboardError
 from ..files import atomic_dir, unwritable_reason
 from .ollama import modelfile
+
+# what an export writes (HF model, tokenizer and remote code, or GGUF; card and Modelfile): only a directory
+# holding nothing else, a model among it, is a previous export that overwrite_export_dir may replace
+EXPORT_FILES = (
+    "README.md", "Modelfile", "config.json", "generation_config.json", "*.safetensors", "*.safetensors.index.json",
+    "pytorch_model*.bin", "pytorch_model.bin.index.json", "tokenizer*.json", "special_tokens_map.json",
+    "added_tokens.json", "vocab.json", "vocab.txt", "merges.txt", "*.model", "*.tiktoken", "chat_template.jinja",
+    "chat_template.json", "configuration_*.py", "modeling_*.py", "tokenization_*.py", "*.gguf",
+)  # fmt: skip
+
+
+def check_target(cfg: Config) -> Path:
+    """export_dir, checked before anything is loaded: a new or empty directory, or (with overwrite_export_dir)
+    a previous export; never the current directory or one holding it (renamed away under the user)."""
+    if not cfg.export_dir:
+        raise TuneboardError(f"{cfg.source}: set export_dir (where the exported model goes)")
+    target = Path(cfg.export_dir)
+    real, here = target.resolve(), Path.cwd().resolve()
+    if real == here or real in here.parents:
+        raise TuneboardError(
+            f"export_dir {target}: is the current directory or holds it; name a new directory for the export"
+        )
+    if target.exists() and not target.is_dir():
+        raise TuneboardError(f"export_dir {target}: exists and is not a directory")
+    entries = sorted(os.listdir(target)) if target.is_dir() else []
+    if entries and not cfg.overwrite_export_dir:
+        raise TuneboardError(
+            f"export_dir {target}: already exists; set overwrite_export_dir: true to replace it"
+        )
+    foreign = [
+        n for n in entries if (target / n).is_dir() or not any(fnmatch.fnmatch(n, p) for p in EXPORT_FILES)
+    ]
+    if entries and (foreign or not any(n == "config.json" or n.endswith(".gguf") for n in entries)):
+        held = f" (it holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''})" if foreign else ""
+        raise TuneboardError(
+            f"export_dir {target}: is not a previous export{held}; overwrite_export_dir replaces only an "
+            "export's own directory: choose a new directory"
+        )
+    reason = unwritable_reason(target.parent)
+    if reason:  # found before the model is loaded
+        raise TuneboardError(f"export_dir {target}: cannot write there ({reason})")
+    return real
 
 
 def _refuse_quantized(cfg: Config, base_dir: Path) -> None:
@@ -92,20 +136,9 @@ def run(cfg: Config) -> Path:
     from ..model.adapters import merge_adapters
     from ..model.load import load_model, load_tokenizer, resolve_source, stop_token_ids
 
-    if not cfg.export_dir:
-        raise TuneboardError(f"{cfg.source}: set export_dir (where the exported model goes)")
+    target = check_target(cfg)
     source = resolve_source(cfg)
     _refuse_quantized(cfg, source.base_dir)
-    target = Path(cfg.export_dir)
-    if target.exists() and not target.is_dir():
-        raise TuneboardError(f"export_dir {target}: exists and is not a directory")
-    if target.exists() and any(target.iterdir()) and not cfg.overwrite_export_dir:
-        raise TuneboardError(
-            f"export_dir {target}: already exists; set overwrite_export_dir: true to replace it"
-        )
-    reason = unwritable_reason(target.parent)
-    if reason:  # found before the model is loaded
-        raise TuneboardError(f"export_dir {target}: cannot write there ({reason})")
     tokenizer = load_tokenizer(source.base_dir, cfg)
     template = load_template(cfg.template, tokenizer, source.base_dir, source.adapters)
     device_map = "auto" if cfg.export_device == "auto" and torch.cuda.is_available() else None
