@@ -5,7 +5,9 @@ Interface layer: runs the same `tuneboard` commands a user would type, in a fres
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -57,10 +59,41 @@ def step(title: str, argv: list[str]) -> None:
         sys.exit(code)
 
 
-def main(out: str = "demo_output") -> int:
+MARKER = ".tuneboard-demo"  # written into the output directory: a later run may replace it
+DEMO_ENTRIES = {MARKER, "data", "train.yaml", "saves", "eval", "export"}
+
+
+def refusal(root: Path, force: bool = False) -> str | None:
+    """Why the demo must not replace `root`: it is the current directory (or holds it), or (unless `force`)
+    it holds something other than a previous demo run (a user's folder: the demo starts by deleting it)."""
+    real, here = root.resolve(), Path.cwd().resolve()
+    if real == here or real in here.parents:
+        return f"{root} is the current directory or holds it; name a new directory, e.g. demo_output"
+    if root.exists() and not root.is_dir():
+        return f"{root} exists and is not a directory"
+    if force:
+        return None
+    entries = set(os.listdir(root)) if root.is_dir() else set()
+    train_yaml = root / "train.yaml"
+    previous = (root / MARKER).exists() or (
+        train_yaml.is_file()
+        and train_yaml.read_text(encoding="utf-8").startswith(TRAIN_YAML.split("\n\n")[0])
+    )
+    if entries and not (entries <= DEMO_ENTRIES and previous):
+        return f"{root} is not empty and not a previous demo run; the demo would delete it (--force to allow)"
+    return None
+
+
+def main(out: str = "demo_output", force: bool = False) -> int:
     start = time.time()
     root = Path(out)
+    why = refusal(root, force)
+    if why:
+        print(f"demo: {why}", file=sys.stderr)
+        return 1
     shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    (root / MARKER).write_text("a `python -m tuneboard.demo` run; the next run replaces this directory\n")
     data = root / "data"
     shutil.copytree(bundled_data_dir(), data, ignore=shutil.ignore_patterns("*.template.json", "README.md"))
     config = root / "train.yaml"
@@ -132,4 +165,8 @@ def main(out: str = "demo_output") -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:]))
+    parser = argparse.ArgumentParser(prog="python -m tuneboard.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("out", nargs="?", default="demo_output", help="a new directory, or a previous run's")
+    parser.add_argument("--force", action="store_true", help="replace OUT even if it holds other files")
+    args = parser.parse_args()
+    sys.exit(main(args.out, args.force))
