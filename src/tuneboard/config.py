@@ -25,7 +25,7 @@ STAGES_NOT_YET = {"pt", "rm", "ppo", "dpo", "kto"}
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 # one field maker per group: `name: type = _train(default, help, choices)` is the whole declaration of a key
-_model, _method, _data, _output, _train, _eval, _gen, _export = map(group, GROUPS)
+_model, _method, _data, _output, _train, _eval, _gen, _api, _export = map(group, GROUPS)
 
 
 @dataclass
@@ -150,6 +150,11 @@ class Config:
     top_k: int = _gen(50, "sample from the k most likely tokens (0: no limit)")
     repetition_penalty: float = _gen(1.0, "above 1 discourages repeating tokens")
     num_beams: int = _gen(1, "beam search width (1: none)")
+    api_allowed_hosts: str | None = _api(
+        None,
+        "tuneboard api: Host names it answers besides localhost and its bind address, comma-separated "
+        "(*: any name, which lets a web page reach a keyless API through DNS rebinding)",
+    )
     export_dir: str | None = _export(None, "directory the exported model is written to")
     export_size: float = _export(5.0, "largest weights shard in GB")
     export_device: str = _export(

@@ -17,7 +17,7 @@ import yaml
 
 from .errors import ConfigError
 
-GROUPS = ("model", "method", "data", "output", "train", "eval", "generation", "export")
+GROUPS = ("model", "method", "data", "output", "train", "eval", "generation", "api", "export")
 
 # LLaMA-Factory keys that tuneboard accepts and ignores, with the reason shown to the user
 IGNORED_KEYS = {

@@ -16,6 +16,7 @@ from ..data.formats import Conversation
 from ..data.pipeline import load_conversations, split
 from ..errors import ConfigError, TuneboardError
 from ..files import write_json_atomic, write_text_atomic
+from ..inference.generation import GenerationSettings
 from . import metrics
 
 
@@ -66,13 +67,10 @@ def generate_batched(loaded: Any, prompts: list[list[int]], cfg: Config, gen: di
     return out
 
 
-def generation_settings(cfg: Config) -> dict[str, Any]:
-    sample = cfg.do_sample if "do_sample" in cfg.explicit else False  # evaluation is greedy by default
-    gen: dict[str, Any] = dict(max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams, do_sample=sample)
-    gen["repetition_penalty"] = cfg.repetition_penalty
-    if sample:
-        gen.update(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k)
-    return gen
+def generation_settings(cfg: Config) -> GenerationSettings:
+    """Evaluation is greedy unless do_sample was set (in the YAML or on the command line)."""
+    sample = cfg.do_sample if "do_sample" in cfg.explicit else False
+    return GenerationSettings.from_config(cfg, do_sample=sample)
 
 
 def run(cfg: Config, loaded: Any = None) -> dict[str, Any]:
@@ -92,7 +90,7 @@ def run(cfg: Config, loaded: Any = None) -> dict[str, Any]:
     too_long = sum(1 for p in prompt_ids if len(p) > cfg.cutoff_len)
     prompt_ids = [p[-cfg.cutoff_len :] for p in prompt_ids]
     start = time.time()
-    preds = generate_batched(loaded, prompt_ids, cfg, generation_settings(cfg))
+    preds = generate_batched(loaded, prompt_ids, cfg, generation_settings(cfg).generate_kwargs())
     runtime = time.time() - start
     results = metrics.compute_metrics(preds, labels)
     results["predict_runtime"] = round(runtime, 4)

@@ -1,7 +1,8 @@
 """The engine contract behind `tuneboard chat`, `webchat` and `api`: OpenAI-style messages in, text pieces out.
 
-Inference layer; imports no backend (hf.py and vllm.py implement `stream`). Also the stop-string rules that
-every backend applies the same way.
+Inference layer; imports no backend (hf.py and vllm.py implement `stream`). Also what every backend does the
+same way: the prompt and its settings (`prepare`: request checked, reply capped to the context) and reading
+function calls out of a reply (calls.py); stops.py holds the stop-string rules.
 """
 
 from __future__ import annotations
@@ -9,10 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import Config
 from ..data.formats import ASSISTANT, FUNCTION, OBSERVATION, USER, Conversation, Message
 from ..data.templates.named import tool_templates
 from ..data.toolcalls import parse_calls, tojson
 from ..errors import TuneboardError
+from .generation import GenerationSettings
+
+_NO_LIMIT = 10**8  # tokenizers without a length limit report ~1e30 (transformers' VERY_LARGE_INTEGER)
+
+
+class ContextLengthError(TuneboardError):
+    """A prompt the model's context cannot hold with room for a reply."""
 
 
 @dataclass
@@ -70,12 +79,50 @@ def to_conversation(
     return conv
 
 
+def context_window(*limits: Any) -> int | None:
+    """The model's context in tokens: the smallest of the limits it states (a tokenizer's model_max_length,
+    a config's max_position_embeddings, vLLM's max_model_len); None when none is stated."""
+    real = [int(n) for n in limits if isinstance(n, (int, float)) and 0 < n < _NO_LIMIT]
+    return min(real) if real else None
+
+
 class Engine:
-    """What ChatEngine and vllm_engine.VllmEngine share: the prompt encoding and the blocking chat call
-    (both subclasses define `stream`)."""
+    """What ChatEngine and vllm.VllmEngine share: the prompt and its settings, the blocking chat call, and
+    the reading of function calls (both subclasses define `stream`)."""
 
     template: Any
     tokenizer: Any
+    cfg: Config = Config()  # the backends load their own; a bare engine generates with the defaults
+    context_length: int | None = None  # prompt + reply, in tokens; None: no stated limit
+
+    def prepare(
+        self,
+        messages: list[dict[str, Any]],
+        system: str | None = None,
+        tools: list | None = None,
+        settings: GenerationSettings | None = None,
+        **request: Any,
+    ) -> tuple[list[int], GenerationSettings]:
+        """The prompt ids and the settings of one reply: the request's overrides checked (or `settings` as
+        given), the reply capped to what the context leaves after the prompt. TuneboardError for a bad
+        request; ContextLengthError for a prompt that leaves no room."""
+        settings = settings or GenerationSettings.from_config(self.cfg, **request)
+        ids = self.encode(messages, system, tools)
+        if self.context_length is not None:
+            if len(ids) >= self.context_length:
+                raise ContextLengthError(
+                    f"the prompt is {len(ids)} tokens and the model's context is {self.context_length} tokens "
+                    "(prompt and reply together): shorten the messages"
+                )
+            settings = settings.capped(self.context_length - len(ids))
+        return ids, settings
+
+    def call_reader(self, tools: list | None) -> Any:
+        """A calls.CallReader for one reply: function calls read out in the template's markers when the
+        request offered tools; plain text otherwise."""
+        from .calls import CallReader
+
+        return CallReader(getattr(self.template, "call_markers", None) if tools else None)
 
     def encode(
         self, messages: list[dict[str, Any]], system: str | None = None, tools: list | None = None
@@ -94,28 +141,3 @@ class Engine:
         for _ in self.stream(messages, system=system, reply=reply, **gen):
             pass
         return reply
-
-
-def releasable(text: str, stop: list[str] | None, final: bool = False) -> tuple[str, int, bool]:
-    """(text cut at the first stop string, how much of it may be shown now, whether a stop string was hit).
-    Until the text is final, a tail that could still grow into a stop string is held back."""
-    cut = first_stop(text, stop)
-    if cut is not None:
-        return text[:cut], cut, True
-    return text, len(text) if final else len(text) - partial_stop(text, stop), False
-
-
-def first_stop(text: str, stop: list[str] | None) -> int | None:
-    hits = [text.find(s) for s in stop or () if s and s in text]
-    return min(hits) if hits else None
-
-
-def partial_stop(text: str, stop: list[str] | None) -> int:
-    """Length of the longest text suffix that is a proper prefix of a stop string."""
-    best = 0
-    for s in stop or ():
-        for k in range(min(len(s) - 1, len(text)), 0, -1):
-            if text.endswith(s[:k]):
-                best = max(best, k)
-                break
-    return best

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Config
-from .engine import Engine, Reply, first_stop, releasable
-from .generation import generation_kwargs
+from .engine import Engine, Reply, context_window
+from .generation import GenerationSettings
+from .stops import first_stop, releasable
 
 
 @dataclass
@@ -44,9 +45,10 @@ class ChatEngine(Engine):
         self.stop_ids = stop_token_ids(self.tokenizer, self.template)
         self.lock = threading.Lock()
         self.name = cfg.model_name_or_path
-
-    def generation_kwargs(self, **overrides: Any) -> dict[str, Any]:
-        return generation_kwargs(self.cfg, **overrides)
+        text_config = self.model.config.get_text_config()
+        self.context_length = context_window(
+            self.tokenizer.model_max_length, getattr(text_config, "max_position_embeddings", None)
+        )
 
     def stream(
         self,
@@ -56,18 +58,20 @@ class ChatEngine(Engine):
         reply: Reply | None = None,
         cancel: threading.Event | None = None,
         tools: list | None = None,
+        settings: GenerationSettings | None = None,
         **gen: Any,
     ) -> Iterator[str]:
         """Yield text pieces as they are generated. `reply` (if given) is filled with counts and finish reason;
         setting `cancel` (or closing the generator) stops generation and frees the model. `tools`: function
-        definitions (OpenAI form) the template writes into the prompt."""
+        definitions (OpenAI form) the template writes into the prompt. `settings`, or else the config's with
+        the overrides in `gen` (max_new_tokens=..., temperature=...)."""
         import torch
         from transformers import StoppingCriteriaList
 
         reply = reply if reply is not None else Reply()
-        ids = self.encode(messages, system, tools)
+        ids, settings = self.prepare(messages, system, tools, settings, **gen)
         reply.prompt_tokens = len(ids)
-        kw = self.generation_kwargs(**gen)
+        kw = settings.generate_kwargs()
         stopper = _Cancel(cancel)
         streamer = _CountingStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=None)
         inputs = torch.tensor([ids], device=self.model.device)
@@ -90,6 +94,9 @@ class ChatEngine(Engine):
                 streamer.end()
 
         with self.lock:
+            if cancel is not None and cancel.is_set():  # cancelled while it waited for the model
+                reply.finish_reason = "cancelled"
+                return
             thread = threading.Thread(target=work, daemon=True)
             thread.start()
             text = ""
@@ -115,7 +122,7 @@ class ChatEngine(Engine):
             reply.completion_tokens = streamer.count
             if cancel is not None and cancel.is_set():
                 reply.finish_reason = "cancelled"
-            elif streamer.count >= kw["max_new_tokens"] and first_stop(text, stop) is None:
+            elif streamer.count >= settings.max_new_tokens and first_stop(text, stop) is None:
                 reply.finish_reason = "length"
 
 

@@ -20,8 +20,9 @@ from typing import Any
 
 from ..config import Config
 from ..errors import TuneboardError
-from .engine import Engine, Reply, releasable
-from .generation import generation_kwargs
+from .engine import Engine, Reply, context_window
+from .generation import GenerationSettings
+from .stops import releasable
 
 _POLL_S = 0.05  # how often a waiting consumer checks its cancel event
 
@@ -78,6 +79,7 @@ class VllmEngine(Engine):
         self.tokenizer = load_tokenizer(source.base_dir, cfg)
         self.template = load_template(cfg.template, self.tokenizer, source.base_dir, source.adapters)
         self.stop_ids = stop_token_ids(self.tokenizer, self.template)
+        self.context_length = context_window(cfg.vllm_maxlen, self.tokenizer.model_max_length)
         self._vllm = vllm
         self.lora = None
         if source.adapters:
@@ -90,19 +92,14 @@ class VllmEngine(Engine):
         args = vllm.AsyncEngineArgs(**engine_args(cfg, str(source.base_dir), bool(source.adapters)))
         self.engine = vllm.AsyncLLMEngine.from_engine_args(args)
 
-    def sampling_params(self, stop: list[str] | None = None, **gen: Any) -> Any:
-        kw = generation_kwargs(self.cfg, **gen)
-        if kw.get("num_beams", 1) > 1:
-            raise TuneboardError("infer_backend: vllm does not do beam search here; set num_beams: 1")
-        sampled = kw["do_sample"]
+    def sampling_params(
+        self, stop: list[str] | None = None, settings: GenerationSettings | None = None, **gen: Any
+    ) -> Any:
+        """vLLM's SamplingParams for `settings` (or the config's with the overrides in `gen`)."""
+        settings = settings or GenerationSettings.from_config(self.cfg, **gen)
         return self._vllm.SamplingParams(
             n=1,
-            temperature=kw["temperature"] if sampled else 0.0,
-            top_p=kw["top_p"] if sampled else 1.0,
-            top_k=kw["top_k"] if sampled and kw["top_k"] > 0 else -1,
-            repetition_penalty=kw["repetition_penalty"],
-            max_tokens=kw["max_new_tokens"],
-            min_tokens=kw.get("min_new_tokens") or 0,
+            **settings.vllm_kwargs(),
             stop=[s for s in stop or () if s] or None,
             stop_token_ids=self.stop_ids or None,
             skip_special_tokens=True,
@@ -116,13 +113,14 @@ class VllmEngine(Engine):
         reply: Reply | None = None,
         cancel: threading.Event | None = None,
         tools: list | None = None,
+        settings: GenerationSettings | None = None,
         **gen: Any,
     ) -> Iterator[str]:
         """Yield text pieces as vLLM produces them; closing the generator or setting `cancel` aborts the request."""
         reply = reply if reply is not None else Reply()
-        ids = self.encode(messages, system, tools)
+        ids, settings = self.prepare(messages, system, tools, settings, **gen)
         reply.prompt_tokens = len(ids)
-        params = self.sampling_params(stop, **gen)
+        params = self.sampling_params(stop, settings)
         request_id = uuid.uuid4().hex
         outputs: queue.Queue = queue.Queue()
         done = object()

@@ -50,6 +50,7 @@ def parse_extra(text: str | None) -> dict[str, Any]:
 # text settings that are not paths; every other text setting names a file or directory and is confined
 TEXT_KEYS = {"template", "default_system", "lora_target", "additional_target", "report_to", "model_revision"}
 TEXT_KEYS |= {"optim", "lr_scheduler_type"}  # names checked by train/arguments.py
+TEXT_KEYS |= {"api_allowed_hosts"}  # host names
 MODEL_KEYS = {"model_name_or_path"}  # a builtin name or a hub id 'org/name' when no such path exists
 DATASET_KEYS = {"dataset", "eval_dataset"}  # registered names, or data file paths
 

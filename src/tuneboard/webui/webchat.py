@@ -12,6 +12,7 @@ from typing import Any
 import gradio as gr
 
 from ..config import Config
+from ..inference.generation import GenerationSettings
 from .locales import LANGS, normalize, t, table
 from .server import launch
 
@@ -60,12 +61,13 @@ def gen_controls(label: Any, add: Any = None, cfg: Config | None = None, render:
     """System prompt and generation settings, starting from `cfg`'s values. `label(key)` gives a string;
     `add(component, **props)`, when given, records the component's locale keys (the language switch)."""
     cfg = cfg or Config()
+    gen = GenerationSettings.from_config(cfg)
     specs = [
         (gr.Textbox, "chat.system", dict(value=cfg.default_system or "", lines=2, elem_id="chat-system")),
         (
             gr.Slider,
             "chat.max_new_tokens",
-            dict(minimum=1, maximum=4096, value=cfg.max_new_tokens, step=1, elem_id="max-new"),
+            dict(minimum=1, maximum=4096, value=gen.max_new_tokens, step=1, elem_id="max-new"),
         ),
         (
             gr.Slider,
@@ -73,16 +75,16 @@ def gen_controls(label: Any, add: Any = None, cfg: Config | None = None, render:
             dict(
                 minimum=0.0,
                 maximum=1.5,
-                value=cfg.temperature if cfg.do_sample else 0.0,
+                value=gen.temperature if gen.do_sample else 0.0,
                 step=0.01,
                 info=True,
             ),
         ),
-        (gr.Slider, "chat.top_p", dict(minimum=0.01, maximum=1.0, value=cfg.top_p, step=0.01)),
+        (gr.Slider, "chat.top_p", dict(minimum=0.01, maximum=1.0, value=gen.top_p, step=0.01)),
         (
             gr.Slider,
             "chat.repetition_penalty",
-            dict(minimum=1.0, maximum=2.0, value=cfg.repetition_penalty, step=0.01),
+            dict(minimum=1.0, maximum=2.0, value=gen.repetition_penalty, step=0.01),
         ),
     ]
     out = []
@@ -98,6 +100,8 @@ def gen_controls(label: Any, add: Any = None, cfg: Config | None = None, render:
 
 
 def gen_settings(max_new: float, temperature: float, top_p: float, rep: float) -> dict[str, Any]:
+    """The page's controls as a request's overrides (the engine checks them: GenerationSettings.from_config);
+    the temperature decides sampling, 0 being greedy."""
     return dict(
         max_new_tokens=int(max_new),
         temperature=float(temperature),
