@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import rundir
 from .cli.main import main as tuneboard
 from .model.tiny import bundled_data_dir
 
@@ -153,11 +154,11 @@ def main(out: str = "demo_output", force: bool = False) -> int:
             "overwrite_export_dir=true",
         ],
     )
-    results = json.loads((root / "eval" / "predict_results.json").read_text())
+    results = json.loads(rundir.predict_results_path(root / "eval").read_text())
     print(f"\n=== done in {time.time() - start:.0f}s")
     print(f"triage test accuracy: {results['predict_accuracy']:.1f}% on {results['predict_samples']} records")
-    print(f"trained model:   {run_dir}  (loss plot: {run_dir / 'training_loss.png'})")
-    print(f"predictions:     {root / 'eval' / 'generated_predictions.jsonl'}")
+    print(f"trained model:   {run_dir}  (loss plot: {rundir.plot_path(run_dir)})")
+    print(f"predictions:     {rundir.predictions_path(root / 'eval')}")
     print(
         f"exported model:  {root / 'export'}  (load it with transformers, or `ollama create` with its Modelfile)"
     )

@@ -72,16 +72,19 @@ def write_error(
     return TuneboardError(f"{path}: cannot write ({reason}); {kept}")
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write to a temporary name in the same directory, fsync, then rename over the target."""
+def write_text_atomic(path: str | Path, text: str, durable: bool = True) -> None:
+    """Write to a temporary name in the same directory, fsync, then rename over the target.
+    `durable=False` skips the fsync: still never half a file for a reader, but not kept through a crash
+    (for a file rewritten many times a second)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:
         try:

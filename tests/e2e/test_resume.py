@@ -90,7 +90,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(workspace, reference):
 SLOW_SAVE = """
 import sys, time
 from pathlib import Path
-from tuneboard import trainer
+from tuneboard.train import trainer
 marker, step = Path(sys.argv[1]), int(sys.argv[2])
 save_rng_state = trainer.SFTTrainer._save_rng_state
 def held_up(self, output_dir):
@@ -99,7 +99,7 @@ def held_up(self, output_dir):
         marker.write_text(output_dir)
         time.sleep(600)
 trainer.SFTTrainer._save_rng_state = held_up
-from tuneboard.cli import main
+from tuneboard.cli.main import main
 sys.exit(main(sys.argv[3:]))
 """
 

@@ -7,7 +7,9 @@ import json
 import pytest
 import yaml
 
+from tuneboard import rundir
 from tuneboard.cli.main import main as tuneboard
+from tuneboard.webui.runner import read_progress
 
 from .conftest import read_log, train, write_yaml
 
@@ -47,6 +49,11 @@ def test_full_run_writes_every_output_and_loss_falls(identity_full):
         assert results[key] > 0
     saved = yaml.safe_load((identity_full / "tuneboard_config.yaml").read_text())
     assert saved["finetuning_type"] == "full" and saved["dataset"] == "identity"
+    progress = rundir.read_progress(identity_full)  # what the web UI's progress bar reads
+    assert progress["step"] == progress["max_steps"] == results["global_step"] and progress["eta"] == 0
+    assert progress["loss"] == log[-1]["loss"] and progress["elapsed"] > 0
+    assert read_progress(identity_full) == {"step": results["global_step"], "total": results["global_step"],
+                                            "remaining": "00:00"}  # fmt: skip
 
 
 def test_lora_run_writes_peft_adapter(small_lora):

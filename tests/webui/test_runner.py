@@ -11,12 +11,15 @@ import time
 
 import pytest
 
+from tuneboard import rundir
 from tuneboard.webui import runner as runner_mod
 from tuneboard.webui.runner import JobRunning, Runner, command, read_progress, read_tail
 
-# prints tqdm-like progress and a trainer_log.jsonl line per step; SIGINT -> "checkpoint" and exit 0
+# prints tqdm-like progress, and per step writes the progress record and a log line as training does;
+# SIGINT -> "checkpoint" and exit 0
 FAKE = r"""
 import json, signal, sys, time, pathlib
+from tuneboard import rundir
 out = pathlib.Path(sys.argv[2]); out.mkdir(parents=True, exist_ok=True)
 stop = []
 signal.signal(signal.SIGINT, lambda *a: stop.append(1))
@@ -27,8 +30,8 @@ for step in range(1, total + 1):
     time.sleep(0.05)
     sys.stderr.write("\rtrain:  %d%%|##| %d/%d [00:01<00:09,  1.00it/s]" % (100 * step // total, step, total))
     sys.stderr.flush()
-    with open(out / "trainer_log.jsonl", "a") as fh:
-        fh.write(json.dumps({"step": step, "total_steps": total, "loss": 1.0 / step}) + "\n")
+    rundir.write_progress(out, {"step": step, "max_steps": total, "eta": 0.05 * (total - step)})
+    rundir.append_log(out, {"step": step, "total_steps": total, "loss": 1.0 / step})
 if total == 3:
     sys.exit(3)
 (out / "all_results.json").write_text("{}")
@@ -91,7 +94,7 @@ def test_a_second_start_is_refused_and_stop_sends_sigint(fake):
         r.start("eval", root / "job.yaml", root / "out")
     assert err.value.job.kind == "train"
     deadline = time.time() + 20
-    while read_progress(r.job.log, root / "out")["step"] < 2 and time.time() < deadline:
+    while read_progress(root / "out")["step"] < 2 and time.time() < deadline:
         time.sleep(0.1)
     assert r.stop()
     assert r.wait(20)
@@ -115,7 +118,7 @@ def test_a_new_runner_reattaches_to_a_running_job(fake):
     # stop once it trains, as a user would: a SIGINT before the job's handler exists can be lost (a background
     # shell starts children with SIGINT ignored)
     deadline = time.time() + 20
-    while read_progress(job.log, root / "out")["step"] < 2 and time.time() < deadline:
+    while read_progress(root / "out")["step"] < 2 and time.time() < deadline:
         time.sleep(0.1)
     assert second.stop()
     assert first.wait(20) and second.wait(20)
@@ -185,13 +188,23 @@ def test_log_tail_collapses_progress_redraws(tmp_path):
     assert read_tail(log, 10) == "first\ntrain: 20%|#| 2/10 [00:01<00:04, 2it/s]\nlast"
     assert read_tail(log, 1) == "last"
     assert read_tail(tmp_path / "missing.log") == ""
-    progress = read_progress(log, tmp_path)
-    assert progress == {"step": 2, "total": 10, "remaining": "00:04"}
+
+
+def test_progress_from_the_record_training_writes(tmp_path):
+    assert read_progress(tmp_path) == {"step": 0, "total": 0, "remaining": None}
+    rundir.write_progress(tmp_path, {"step": 2, "max_steps": 10, "eta": 4.2})
+    assert read_progress(tmp_path) == {"step": 2, "total": 10, "remaining": "00:04"}
+    rundir.write_progress(tmp_path, {"step": 3, "max_steps": 10, "eta": 3725})
+    assert read_progress(tmp_path)["remaining"] == "1:02:05"
+    rundir.write_progress(tmp_path, {"step": 0, "max_steps": 10, "eta": None})  # no rate known yet
+    assert read_progress(tmp_path)["remaining"] is None
 
 
 def test_progress_from_the_trainer_log_when_ahead(tmp_path):
-    (tmp_path / "trainer_log.jsonl").write_text('{"step": 8, "total_steps": 40}\n{"step": 10, "tot')
-    assert read_progress(tmp_path / "none.log", tmp_path)["step"] == 8
+    rundir.log_path(tmp_path).write_text('{"step": 8, "total_steps": 40}\n{"step": 10, "tot')
+    assert read_progress(tmp_path)["step"] == 8
+    rundir.write_progress(tmp_path, {"step": 9, "max_steps": 40, "eta": 1})
+    assert read_progress(tmp_path) == {"step": 9, "total": 40, "remaining": "00:01"}
 
 
 def test_sigint_is_what_stop_sends(fake, monkeypatch):

@@ -2,7 +2,7 @@
 
 Pure functions over prediction/label strings; evaluate.py calls them after generation. No torch here.
 
-Conventions (chosen so numbers compare with LLaMA-Factory 0.9.x `predict_results.json`, which
+Conventions (chosen so numbers compare with LLaMA-Factory 0.9.x's prediction results, which
 computes them in `llamafactory.train.sft.metric.ComputeSimilarity`):
 
 * Strings are scored exactly as given (LLaMA-Factory does not strip them before BLEU/ROUGE).
@@ -94,7 +94,7 @@ def _check_pairs(preds: Sequence[str], labels: Sequence[str]) -> None:
 def compute_metrics(preds: Sequence[str], labels: Sequence[str]) -> dict[str, float]:
     """Mean BLEU-4, ROUGE-1/2/L and exact-match accuracy over paired records, each 0-100.
 
-    Keys are LLaMA-Factory's `predict_results.json` names plus `predict_accuracy`; values are rounded
+    Keys are LLaMA-Factory's names for the prediction results plus `predict_accuracy`; values are rounded
     to 4 decimals. Raises ValueError when the lists differ in length or are empty.
     """
     _check_pairs(preds, labels)

@@ -1,21 +1,20 @@
 """`tuneboard eval`: batched generation over a test set, then BLEU-4 / ROUGE / exact-match accuracy.
 
 Inference layer: uses data/ (conversations, templates) and model/ (loading); metrics.py holds the maths.
-Writes generated_predictions.jsonl and predict_results.json in output_dir, as LLaMA-Factory names them.
+Writes the predictions and their metrics in output_dir (rundir.write_predictions, LLaMA-Factory's names).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
+from .. import rundir
 from ..config import Config
 from ..data.formats import Conversation
 from ..data.pipeline import load_conversations, split
 from ..errors import ConfigError, TuneboardError
-from ..files import write_json_atomic, write_text_atomic
 from ..inference.generation import GenerationSettings
 from . import metrics
 
@@ -100,16 +99,15 @@ def run(cfg: Config, loaded: Any = None) -> dict[str, Any]:
         results["predict_prompts_truncated"] = too_long
 
     out = Path(cfg.output_dir)
-    lines = []
-    for conv, pred, label in zip(prompts_conv, preds, labels, strict=False):
-        prompt = loaded.template.prompt_text(conv)
-        lines.append(json.dumps({"prompt": prompt, "predict": pred, "label": label}, ensure_ascii=False))
-    write_text_atomic(out / "generated_predictions.jsonl", "\n".join(lines) + "\n")
-    write_json_atomic(out / "predict_results.json", results)
+    records = [
+        {"prompt": loaded.template.prompt_text(conv), "predict": pred, "label": label}
+        for conv, pred, label in zip(prompts_conv, preds, labels, strict=False)
+    ]
+    rundir.write_predictions(out, records, results)
     print(format_results(results))
     if metrics.is_classification(labels):
         print(metrics.format_confusion(metrics.confusion(preds, labels)))
-    print(f"wrote {out / 'generated_predictions.jsonl'} and {out / 'predict_results.json'}")
+    print(f"wrote {rundir.predictions_path(out)} and {rundir.predict_results_path(out)}")
     return results
 
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import TuneboardError
+from ..rundir import write_tiny_marker
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 TEMPLATE = "chatml"
@@ -170,7 +171,7 @@ def build(out_dir: Path, spec: TinySpec = TinySpec()) -> Path:
     # round trip through AutoTokenizer: tokenizer.json on disk is then exactly what training loads, so tools
     # that read the file directly (the light tokenizer of `data check`) tokenize the same way
     AutoTokenizer.from_pretrained(out_dir).save_pretrained(out_dir)
-    (out_dir / "tuneboard_tiny.json").write_text(json.dumps({**asdict(spec), "template": TEMPLATE}, indent=2))
+    write_tiny_marker(out_dir, {**asdict(spec), "template": TEMPLATE})
     return out_dir
 
 

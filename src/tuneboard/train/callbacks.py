@@ -1,11 +1,11 @@
-"""Trainer callbacks: the JSON-lines log, the one progress bar, and Ctrl-C -> checkpoint -> clean exit.
+"""Trainer callbacks: the JSON-lines log, the per-step progress record, the one progress bar, and
+Ctrl-C -> checkpoint -> clean exit.
 
 Training layer (used by train.py only).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -16,7 +16,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-LOG_FILE = "trainer_log.jsonl"
+from .. import rundir
 
 
 class TokenCounter:
@@ -30,10 +30,11 @@ class TokenCounter:
 
 
 class JsonlLogger(TrainerCallback):
-    """One JSON line per logging step (and per evaluation) in output_dir/trainer_log.jsonl; rank 0 only."""
+    """One JSON line per logging step (and per evaluation) in the run's log (rundir.LOG); rank 0 only."""
 
     def __init__(self, output_dir: str, counter: TokenCounter) -> None:
-        self.path = Path(output_dir) / LOG_FILE
+        self.out = Path(output_dir)
+        self.path = rundir.log_path(self.out)
         self.counter = counter
         self.start = time.time()
         self.last_tokens = 0
@@ -71,8 +72,55 @@ class JsonlLogger(TrainerCallback):
             return
         rec["elapsed"] = round(elapsed, 2)
         rec["remaining"] = round(remaining, 2)
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(rec) + "\n")
+        rundir.append_log(self.out, rec)
+
+
+class ProgressWriter(TrainerCallback):
+    """The machine-readable twin of the progress bar: after every step, rank 0 overwrites the run's progress
+    record (rundir.write_progress) with step, max_steps, epoch, the last logged loss, elapsed and eta seconds.
+    The web UI's progress bar reads it (rundir.read_progress) instead of the console."""
+
+    def __init__(self, output_dir: str) -> None:
+        self.out = Path(output_dir)
+        self.start = time.time()
+        self.first_step = 0
+        self.last: dict[str, Any] = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start, self.first_step, self.last = time.time(), state.global_step, {}
+        self.write(state)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.write(state)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        """A logging step comes after its on_step_end: its loss is written at once, not one step late."""
+        logs = logs or {}
+        found = {k: round(float(logs[k]), 6) for k in ("loss", "eval_loss") if logs.get(k) is not None}
+        if found:  # rounded as in the log
+            if logs.get("learning_rate") is not None:
+                found["learning_rate"] = float(logs["learning_rate"])
+            self.last.update(found)
+            self.write(state)
+
+    def write(self, state: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        now = time.time()
+        step, total = state.global_step, state.max_steps
+        elapsed = now - self.start
+        done_this_run = step - self.first_step
+        eta = elapsed / done_this_run * max(total - step, 0) if done_this_run > 0 else None
+        record: dict[str, Any] = {
+            "step": step,
+            "max_steps": total,
+            "epoch": round(state.epoch or 0, 4),
+            **self.last,
+            "elapsed": round(elapsed, 2),
+            "eta": None if eta is None else round(eta, 2),
+            "time": round(now, 3),
+        }
+        rundir.write_progress(self.out, record)
 
 
 class ProgressBar(TrainerCallback):

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..config import Config
 from ..errors import TuneboardError
 from ..files import unwritable_reason
-from ..rundir import FINISHED_MARKERS, complete_checkpoints, is_complete_checkpoint
+from ..rundir import TRAINER_STATE, complete_checkpoints, finished_marker, is_complete_checkpoint
 
 
 def check_output_dir(cfg: Config) -> None:
@@ -20,10 +20,10 @@ def check_output_dir(cfg: Config) -> None:
     reason = unwritable_reason(out)
     if reason:  # found now, not after the model has loaded and the first checkpoint is due
         raise TuneboardError(f"output_dir {out}: cannot write there ({reason})")
-    finished = [m for m in FINISHED_MARKERS if (out / m).exists()]
+    finished = finished_marker(out)
     if finished and not cfg.overwrite_output_dir and not cfg.resume_from_checkpoint:
         raise TuneboardError(
-            f"output_dir {out}: already holds a finished run ({finished[0]}); set overwrite_output_dir: true, "
+            f"output_dir {out}: already holds a finished run ({finished}); set overwrite_output_dir: true, "
             "choose another output_dir, or continue it with resume_from_checkpoint: true"
         )
 
@@ -42,6 +42,6 @@ def resolve_resume(cfg: Config) -> str | None:
         raise TuneboardError(f"resume_from_checkpoint: {path} is not a checkpoint directory")
     if not is_complete_checkpoint(path):
         raise TuneboardError(
-            f"resume_from_checkpoint: {path} is not a complete checkpoint (no readable trainer_state.json)"
+            f"resume_from_checkpoint: {path} is not a complete checkpoint (no readable {TRAINER_STATE})"
         )
     return str(path)

@@ -1,25 +1,14 @@
-"""training_loss.png from trainer_log.jsonl: raw and smoothed training loss, eval loss when present.
+"""The loss plot (rundir.PLOT) from the training log (rundir.read_log): raw and smoothed training loss, eval
+loss when present.
 
-Training layer helper; also read by the web UI's live plot (it reads the same JSON lines).
+Training layer helper; the web UI's live plot reads the same log and uses `smooth`.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-
-def read_log(path: str | Path) -> list[dict]:
-    path = Path(path)
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            continue  # a line being written right now
-    return rows
+from .. import rundir
 
 
 def smooth(values: list[float], weight: float | None = None) -> list[float]:
@@ -36,7 +25,7 @@ def smooth(values: list[float], weight: float | None = None) -> list[float]:
 
 
 def plot_loss(output_dir: str | Path) -> Path | None:
-    rows = read_log(Path(output_dir) / "trainer_log.jsonl")
+    rows = rundir.read_log(output_dir)
     train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
     evals = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
     if not train:
@@ -58,7 +47,7 @@ def plot_loss(output_dir: str | Path) -> Path | None:
     ax.set_title(f"training loss of {Path(output_dir).name}")
     ax.grid(alpha=0.3)
     ax.legend()
-    out = Path(output_dir) / "training_loss.png"
+    out = rundir.plot_path(output_dir)
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)

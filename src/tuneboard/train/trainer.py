@@ -17,17 +17,16 @@ import torch
 from transformers import Trainer
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from .. import rundir
 from ..config import Config
 from ..data.collate import PadCollator, PaddingFreeCollator
 from ..data.pipeline import DataBundle
 from ..data.tokenize import IGNORE
 from ..errors import TuneboardError
-from ..files import fsync_tree, replace_dir, write_error, write_json_atomic
+from ..files import fsync_tree, replace_dir, write_error
 from ..model.attention import use_packed_attention
 from ..model.fused import fuse_mlps, hidden_states_out, linear_cross_entropy, plain_head
-from .callbacks import Interrupt, JsonlLogger, ProgressBar, TokenCounter
-
-STAGING = ".{name}.partial"  # checkpoint-N is written in output_dir/.checkpoint-N.partial/checkpoint-N
+from .callbacks import Interrupt, JsonlLogger, ProgressBar, ProgressWriter, TokenCounter
 
 
 def labelled_loss(
@@ -95,7 +94,8 @@ class SFTTrainer(Trainer):
         self.interrupt = Interrupt()
         self.remove_callback(PrinterCallback)
         self.remove_callback(ProgressCallback)
-        for cb in (JsonlLogger(args.output_dir, self.counter), ProgressBar(), self.interrupt):
+        out = args.output_dir
+        for cb in (JsonlLogger(out, self.counter), ProgressWriter(out), ProgressBar(), self.interrupt):
             self.add_callback(cb)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
@@ -147,15 +147,15 @@ class SFTTrainer(Trainer):
         return staging if staging else super()._get_output_dir(trial)
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
-        """The Trainer's checkpoint (model, optimizer, scheduler, RNG, trainer_state.json last), written into
-        `.checkpoint-N.partial/checkpoint-N` and renamed to `checkpoint-N` once every file is on disk; only then
+        """The Trainer's checkpoint (model, optimizer, scheduler, RNG, the trainer state last), written into
+        rundir.staging_path (a hidden `.partial` folder) and renamed into place once every file is on disk; only then
         are old checkpoints rotated out (save_total_limit). A kill or a full disk mid-save leaves the previous
-        checkpoints as they were and no `checkpoint-N` that looks complete."""
-        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+        checkpoints as they were and no checkpoint that looks complete."""
+        from transformers.trainer_utils import rotate_checkpoints
 
         run_dir = Path(super()._get_output_dir(trial))
-        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        staging, final = run_dir / STAGING.format(name=name), run_dir / name
+        name = rundir.checkpoint_name(self.state.global_step)
+        staging, final = rundir.staging_path(run_dir, name), run_dir / name
         main = self.args.should_save
         kept = "the previous checkpoints are kept; once it can be written, continue with resume_from_checkpoint=true"
         try:
@@ -167,14 +167,14 @@ class SFTTrainer(Trainer):
             try:
                 super()._save_checkpoint(
                     model, trial
-                )  # writes staging/checkpoint-N (rotation there is a no-op)
+                )  # writes the checkpoint in staging (rotation there is a no-op)
             finally:
                 self._tb_staging = None
             best = self.state.best_model_checkpoint
             if best and Path(best).parent == staging:  # the Trainer recorded the staging path
                 self.state.best_model_checkpoint = str(final)
                 if main:
-                    self.state.save_to_json(str(staging / name / "trainer_state.json"))
+                    self.state.save_to_json(str(rundir.trainer_state_path(staging / name)))
             self.accelerator.wait_for_everyone()  # every rank wrote its part (rng_state_<rank>.pth)
             if main:
                 fsync_tree(staging / name)
@@ -199,8 +199,7 @@ class SFTTrainer(Trainer):
     def train_interruptibly(self, resume: str | None) -> bool:
         """Train; True when stopped by Ctrl-C/SIGTERM (a checkpoint was saved)."""
         if self.is_world_process_zero():  # what a killed save left behind
-            for p in Path(self.args.output_dir).glob(STAGING.format(name="*")):
-                shutil.rmtree(p, ignore_errors=True)
+            rundir.remove_staging(self.args.output_dir)
         self.interrupt.install()
         try:
             self._tb_start = time.time()
@@ -214,9 +213,9 @@ class SFTTrainer(Trainer):
         return self.interrupt.requested
 
     def save_final(self, out: Path) -> None:
-        """The trained adapter or model, saved beside the checkpoints: written into `.final.partial`, then each
-        complete file is renamed into output_dir (all_results.json, written after, marks the run finished)."""
-        staging = out / STAGING.format(name="final")
+        """The trained adapter or model, saved beside the checkpoints: written into a staging folder, then each
+        complete file is renamed into output_dir (the results, written after, mark the run finished)."""
+        staging = rundir.staging_path(out, "final")
         main = self.is_world_process_zero()
         try:
             if main:
@@ -272,7 +271,7 @@ class SFTTrainer(Trainer):
             ]
             results["eval_loss"] = last[-1]["eval_loss"] if last else self.evaluate().get("eval_loss")
         if self.is_world_process_zero():
-            write_json_atomic(out / "all_results.json", results)
+            rundir.write_results(out, results)
             if self.cfg.plot_loss:
                 from .plot import plot_loss
 

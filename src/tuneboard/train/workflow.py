@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from ..files import write_error
 from ..model.adapters import count_parameters, prepare
 from ..model.load import check_source, load_model, load_tokenizer, resolve_source
-from ..rundir import clear_previous_run
+from ..rundir import clear_previous_run, save_config
 from .arguments import check_deepspeed, check_trainer_names, resolve_precision, training_args, weight_dtype
 from .checkpoints import check_output_dir, resolve_resume
 from .launch import end_process_group, is_main_process, say, torchrun_argv, warn, world_size
@@ -127,7 +127,7 @@ def run(cfg: Config, conversations: tuple[list[Any], list[Any]] | None = None) -
     summary(cfg, model, data, args, precision, source.base_name)
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
-        cfg.save(out / "tuneboard_config.yaml")
+        save_config(out, cfg)
 
     start = time.time()
     try:

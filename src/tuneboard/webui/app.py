@@ -14,11 +14,12 @@ from typing import Any
 
 import gradio as gr
 
+from .. import rundir
 from . import tab_chat, tab_data, tab_eval, tab_export, tab_train, topbar
 from .common import Ctx, refresh_pickers
 from .locales import DEFAULT, normalize, t
 from .paths import Workspace
-from .runner import TRAINER_LOG, get_runner
+from .runner import get_runner
 from .server import launch
 from .texts import Texts
 
@@ -40,6 +41,13 @@ def _size(path: str | Path) -> int:
         return -1
 
 
+def _mtime(path: str | Path) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
+
+
 def signature(lang: str, status: dict[str, Any]) -> list[Any]:
     """What changes in a job panel; an unchanged panel is not re-sent."""
     if status.get("state") == "idle":
@@ -49,7 +57,8 @@ def signature(lang: str, status: dict[str, Any]) -> list[Any]:
         status.get("started"),
         status.get("state"),
         _size(status.get("log", "")),
-        _size(Path(status.get("output_dir", "")) / TRAINER_LOG),
+        _size(rundir.log_path(status.get("output_dir", ""))),
+        _mtime(rundir.progress_path(status.get("output_dir", ""))),
     ]
 
 

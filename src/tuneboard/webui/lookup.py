@@ -6,11 +6,11 @@ Interface layer helper (no gradio). Output layout, as LLaMA-Factory's board: sav
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
+from .. import rundir
 from ..data.readers import read_file
 from ..data.registry import read_registry
 from ..data.templates.resolve import template_name
@@ -75,9 +75,7 @@ def list_outputs(ws: Workspace, model: str, finetuning_type: str) -> list[str]:
     for run in runs:
         if any((run / f).exists() for f in FINISHED):
             out.append(run.name)
-        ckpts = [c for c in run.glob("checkpoint-*") if c.is_dir() and (c / "trainer_state.json").exists()]
-        for c in sorted(ckpts, key=lambda c: int(c.name.split("-")[-1]) if c.name[11:].isdigit() else 0):
-            out.append(f"{run.name}/{c.name}")
+        out += [f"{run.name}/{c.name}" for c in rundir.list_checkpoints(run)]
     return out
 
 
@@ -159,10 +157,3 @@ def datasets(ws: Workspace, dataset_dir: str) -> list[dict[str, Any]]:
             row["source"] = entry.get("hf_hub_url") or entry.get("ms_hub_url") or ""
         out.append(row)
     return out
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None

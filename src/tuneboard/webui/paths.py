@@ -10,6 +10,8 @@ from pathlib import Path
 
 from ..errors import TuneboardError
 
+STATE_DIR = ".tuneboard"  # the web UI's own files in a workspace: the job's state and logs (runner.py)
+
 
 class OutsideRoot(TuneboardError):
     """A path that resolves outside the workspace root."""
@@ -51,4 +53,4 @@ class Workspace:
 
     @property
     def state_dir(self) -> Path:
-        return self.root / ".tuneboard"
+        return self.root / STATE_DIR

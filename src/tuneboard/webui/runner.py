@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -20,14 +19,13 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from .. import rundir
 from ..errors import TuneboardError
 from ..files import write_json_atomic
-from .paths import Workspace
+from .paths import STATE_DIR, Workspace
 
 KINDS = ("train", "eval", "export")
 STATE_FILE = "job.json"
-TRAINER_LOG = "trainer_log.jsonl"
-_TQDM = re.compile(r"train:\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)\s*\[([\d:]+)<([\d:?]+)")
 
 
 class JobRunning(TuneboardError):
@@ -94,33 +92,25 @@ def read_tail(path: str | Path, lines: int = 40, max_bytes: int = 65536) -> str:
     return "\n".join(out[-lines:])
 
 
-def read_progress(log: str | Path, output_dir: str | Path) -> dict[str, Any]:
-    """Training progress: step / total and time left, from the progress bar in the log or trainer_log.jsonl."""
+def clock(seconds: float) -> str:
+    """Seconds as the console bar shows time: MM:SS, or H:MM:SS from an hour on."""
+    minutes, s = divmod(int(seconds), 60)
+    h, m = divmod(minutes, 60)
+    return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def read_progress(output_dir: str | Path) -> dict[str, Any]:
+    """Training progress: step / total and time left, from the record training rewrites every step
+    (rundir.read_progress), or from the last line of its log when that is ahead."""
     step, total, remaining = 0, 0, None
-    try:
-        with open(log, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 8192))
-            tail = fh.read().decode("utf-8", errors="replace")
-        hits = _TQDM.findall(tail)
-        if hits:
-            s, n, _, left = hits[-1]
-            step, total, remaining = int(s), int(n), (None if "?" in left else left)
-    except OSError:
-        pass
-    rows = []
-    try:
-        rows = (Path(output_dir) / TRAINER_LOG).read_text(encoding="utf-8").splitlines()
-    except OSError:
-        pass
-    for line in reversed(rows):
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if rec.get("step", 0) >= step:
-            step, total = rec["step"], rec.get("total_steps", total)
-        break
+    rec = rundir.read_progress(output_dir)
+    if rec:
+        step, total = int(rec.get("step") or 0), int(rec.get("max_steps") or 0)
+        if rec.get("eta") is not None:
+            remaining = clock(rec["eta"])
+    last = rundir.last_log(output_dir)
+    if last and last.get("step", 0) >= step:
+        step, total = last["step"], last.get("total_steps", total)
     return {"step": step, "total": total, "remaining": remaining}
 
 
@@ -129,7 +119,7 @@ class Runner:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
-        self.state_path = self.root / ".tuneboard" / STATE_FILE
+        self.state_path = self.root / STATE_DIR / STATE_FILE
         self._lock = threading.RLock()
         self._proc: subprocess.Popen | None = None
         self.job: Job | None = self._load()
@@ -258,7 +248,7 @@ class Runner:
             out["busy"] = state in ("running", "stopping")
             out["log_tail"] = read_tail(job.log, lines)
             if job.kind == "train":
-                out.update(read_progress(job.log, job.output_dir))
+                out.update(read_progress(job.output_dir))
                 if state == "finished" and out["total"]:
                     out["step"] = out["total"]
             return out
@@ -280,9 +270,10 @@ def _trusted(job: Job, root: Path) -> bool:
 
 def _finished(job: Job) -> bool:
     out = Path(job.output_dir)
-    marker = {"train": "all_results.json", "eval": "predict_results.json"}.get(job.kind)
-    if marker:
-        return (out / marker).exists()
+    if job.kind == "train":
+        return rundir.is_finished(out)
+    if job.kind == "eval":
+        return rundir.has_predictions(out)
     return out.is_dir() and any(out.iterdir())
 
 

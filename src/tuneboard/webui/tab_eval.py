@@ -1,18 +1,17 @@
-"""Evaluate tab: `tuneboard eval` on chosen test sets; the metrics table (predict_results.json) and a
-sample of predictions next to their labels (generated_predictions.jsonl).
+"""Evaluate tab: `tuneboard eval` on chosen test sets; the metrics table and a sample of predictions next to
+their labels (both read through rundir).
 
 Interface layer (gradio).
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 
+from .. import rundir
 from . import jobs, lookup
 from .common import (
     Ctx,
@@ -32,19 +31,13 @@ SAMPLE = 20
 
 
 def results(lang: str, output_dir: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    metrics = lookup.read_json(Path(output_dir) / "predict_results.json") if output_dir else None
+    metrics = rundir.read_predict_results(output_dir) if output_dir else None
     rows = [(k, f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in (metrics or {}).items()]
     table = pd.DataFrame(rows, columns=[t(lang, "col.metric"), t(lang, "col.value")])
     preds = []
-    path = Path(output_dir) / "generated_predictions.jsonl" if output_dir else None
-    if path is not None and path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines()[:SAMPLE]:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            label, pred = str(rec.get("label", "")), str(rec.get("predict", ""))
-            preds.append((label, pred, "✓" if pred.strip() == label.strip() else "✗"))
+    for rec in rundir.read_predictions(output_dir, SAMPLE) if output_dir else []:
+        label, pred = str(rec.get("label", "")), str(rec.get("predict", ""))
+        preds.append((label, pred, "✓" if pred.strip() == label.strip() else "✗"))
     cols = [t(lang, "col.label"), t(lang, "col.prediction"), t(lang, "col.match")]
     return table, pd.DataFrame(preds, columns=cols)
 

@@ -2,7 +2,7 @@
 loss plot and log tail.
 
 Interface layer (gradio). Training is `tuneboard train <yaml>` run by the workspace's Runner; the plot
-reads the job's trainer_log.jsonl.
+reads the job's training log (rundir.read_log).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from ..train.plot import read_log, smooth
+from .. import rundir
+from ..train.plot import smooth
 from . import jobs, lookup
 from .common import Ctx, dataset_choices, error_text, model_settings, modelscope, ok_text, relpath
 from .locales import t
@@ -73,7 +74,7 @@ def progress_html(lang: str, status: dict[str, Any]) -> str:
 def loss_frame(lang: str, output_dir: str | None) -> pd.DataFrame | None:
     """The loss curves as long-form rows (step, loss, curve); None before the first logged step (a plot
     first given an empty frame draws no lines later)."""
-    rows = read_log(Path(output_dir) / "trainer_log.jsonl") if output_dir else []
+    rows = rundir.read_log(output_dir) if output_dir else []
     points = [(r["step"], r["loss"]) for r in rows if "loss" in r]
     evals = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
     raw, smoothed, ev = t(lang, "plot.loss"), t(lang, "plot.smoothed"), t(lang, "plot.eval_loss")

@@ -12,15 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from ... import rundir
 from ...errors import ConfigError
 from .base import Qwen3Template, Template
 from .hf_jinja import JinjaTemplate
 from .named import get_template, names
 
-TINY_MARKER = "tuneboard_tiny.json"  # written by model/tiny.py beside the builtin model: names its template
-SAVED_CONFIG = "tuneboard_config.yaml"  # the resolved config beside every training result (rundir.CONFIG)
 # model name pattern -> template, for a model whose tokenizer is not at hand or has no chat template of its own
 NAME_HINTS = (
     ("qwen3", "qwen3"),
@@ -36,12 +33,9 @@ NAME_HINTS = (
 )
 
 
-def _saved_template(folder: Path, marker: str) -> str | None:
-    try:
-        data = yaml.safe_load((folder / marker).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        return None
-    value = data.get("template") if isinstance(data, dict) else None
+def _template_of(saved: dict | None) -> str | None:
+    """The template a saved config or the builtin model's marker names (None: none, or auto)."""
+    value = (saved or {}).get("template")
     return str(value) if value and value != "auto" else None
 
 
@@ -71,11 +65,11 @@ def template_name(
         return str(user)
     folders = [*reversed([Path(a) for a in adapters]), *([model_dir] if model_dir else [])]
     for folder in folders:
-        saved = _saved_template(folder, SAVED_CONFIG)
+        saved = _template_of(rundir.saved_config(folder))
         if saved:
             return saved
     if model_dir is not None:
-        marker = _saved_template(model_dir, TINY_MARKER)
+        marker = _template_of(rundir.read_tiny_marker(model_dir))
         if marker:
             return marker
         if chat_template is None:
