@@ -55,3 +55,28 @@ def test_only_the_main_process_writes(tmp_path, clock):
     writer.on_train_begin(None, state, TrainerControl())
     writer.on_step_end(None, state, TrainerControl())
     assert not rundir.progress_path(tmp_path).exists()
+
+
+def test_a_stop_during_start_up_exits_130_not_killed_by_sigint(tmp_path):
+    """A SIGINT that lands inside `exec` of a string (dataclasses and transformers do that while importing) must
+    not leave CPython's "exit by SIGINT" mark: `python -m tuneboard` would end with -2 although the CLI returned
+    130. The module below is run the same way (`-m`, where the mark is honoured)."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "startup.py").write_text(
+        "import os, signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"  # as a web UI started in the background passes it
+        "from tuneboard.cli.main import process_defaults\n"
+        "process_defaults()\n"
+        "try:\n"
+        "    exec('os.kill(os.getpid(), signal.SIGINT)\\nfor _ in range(10**8): pass')\n"
+        "except KeyboardInterrupt:\n"
+        "    pass\n"
+        "sys.exit(130)\n"
+    )
+    path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, PYTHONPATH=path)
+    proc = subprocess.run([sys.executable, "-m", "startup"], capture_output=True, timeout=60, env=env)
+    assert proc.returncode == 130, proc.stderr.decode()

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable
 
 from .. import __version__
-from ..errors import TuneboardError
+from ..errors import TuneboardError, raise_interrupted
 
 
 def _config(args: argparse.Namespace):
@@ -276,9 +276,10 @@ def process_defaults() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     # A child of a non-interactive shell's background job (the web UI started with `&`, say) inherits SIGINT
-    # ignored: the UI's Stop would be lost until training installs its own handler. SIGINT means stop here.
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    # ignored: the UI's Stop would be lost until training installs its own handler. SIGINT means stop here,
+    # raised as errors.Interrupted so that the exit status stays 130 (see there).
+    if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.default_int_handler):
+        signal.signal(signal.SIGINT, raise_interrupted)
 
 
 def main(argv: list[str] | None = None) -> int:

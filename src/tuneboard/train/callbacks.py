@@ -17,6 +17,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from .. import rundir
+from ..errors import Interrupted
 
 
 class TokenCounter:
@@ -178,7 +179,7 @@ class Interrupt(TrainerCallback):
 
     def _handle(self, signum, frame):
         if self.requested:  # a second Ctrl-C stops at once
-            raise KeyboardInterrupt
+            raise Interrupted
         self.requested = True
         if os.environ.get("RANK", "0") == "0":  # several processes: one message
             print(
