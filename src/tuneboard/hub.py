@@ -7,6 +7,9 @@ Lowest layer with config.py (no torch). `builtin:tiny` is resolved one layer up,
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from .errors import TuneboardError
@@ -14,8 +17,26 @@ from .errors import TuneboardError
 BUILTIN_PREFIX = "builtin:"
 
 
+# the hub chosen for the work in this context (a web UI request); None: the USE_MODELSCOPE_HUB variable decides
+_chosen: ContextVar[bool | None] = ContextVar("modelscope", default=None)
+
+
 def use_modelscope() -> bool:
+    chosen = _chosen.get()
+    if chosen is not None:
+        return chosen
     return os.environ.get("USE_MODELSCOPE_HUB", "0").strip().lower() in ("1", "true", "yes")
+
+
+@contextmanager
+def using(modelscope: bool) -> Iterator[None]:
+    """Downloads in this context (thread, request) come from ModelScope or the Hugging Face hub. A server serves
+    several users at once: a process-wide environment variable would switch the hub under another request."""
+    token = _chosen.set(modelscope)
+    try:
+        yield
+    finally:
+        _chosen.reset(token)
 
 
 def looks_local(name: str) -> bool:

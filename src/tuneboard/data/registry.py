@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import hub
 from ..errors import DataError
 from .formats import FORMATTINGS, default_tags, effective_columns
 
@@ -203,7 +204,7 @@ def resolve(
     """Names from `dataset:` -> specs; unknown names list the close ones."""
     dataset_dir = Path(dataset_dir)
     if use_modelscope is None:
-        use_modelscope = os.environ.get("USE_MODELSCOPE_HUB", "0").lower() in ("1", "true", "yes")
+        use_modelscope = hub.use_modelscope()
     info = read_registry(dataset_dir)
     specs = []
     for name in names:

@@ -6,13 +6,13 @@ Interface layer helper for the gradio tabs.
 from __future__ import annotations
 
 import html
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from .. import hub as hubs
 from ..errors import TuneboardError
 from . import lookup
 from .locales import t
@@ -62,23 +62,8 @@ def model_settings(ctx: Ctx, model: str, hub: str, ft: str, output: str | None, 
 
 
 def with_hub(hub: str):
-    """USE_MODELSCOPE_HUB for work done in the server process itself (chat, data check)."""
-
-    class _Env:
-        def __enter__(self) -> None:
-            self.old = os.environ.get("USE_MODELSCOPE_HUB")
-            if modelscope(hub):
-                os.environ["USE_MODELSCOPE_HUB"] = "1"
-            else:
-                os.environ.pop("USE_MODELSCOPE_HUB", None)
-
-        def __exit__(self, *exc: Any) -> None:
-            if self.old is None:
-                os.environ.pop("USE_MODELSCOPE_HUB", None)
-            else:
-                os.environ["USE_MODELSCOPE_HUB"] = self.old
-
-    return _Env()
+    """The hub chosen in the top bar, for work done in the server process itself (chat, data check)."""
+    return hubs.using(modelscope(hub))
 
 
 def dataset_choices(ws: Workspace, dataset_dir: str) -> list[tuple[str, str]]:
