@@ -96,10 +96,10 @@ def train_config(a: argparse.Namespace, model: Path, data: Path, out: Path) -> d
         "do_train": True,
         "finetuning_type": "lora",
         "lora_target": "all",
-        "lora_rank": 8,
+        "lora_rank": a.lora_rank,
         "dataset_dir": str(data),
         "dataset": f"{NAME},identity",
-        "template": "qwen",
+        "template": a.template,
         "cutoff_len": a.cutoff_len,
         "overwrite_cache": True,
         "preprocessing_num_workers": None,
@@ -114,6 +114,7 @@ def train_config(a: argparse.Namespace, model: Path, data: Path, out: Path) -> d
         "gradient_accumulation_steps": 1,
         "learning_rate": a.learning_rate,
         "num_train_epochs": a.epochs,
+        "max_steps": a.max_steps,
         "lr_scheduler_type": "cosine",
         "warmup_ratio": 0.0,
         "bf16": a.bf16,
@@ -341,7 +342,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cutoff-len", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (-1: the epochs)")
     ap.add_argument("--learning-rate", type=float, default=1e-4)
+    ap.add_argument("--lora-rank", type=int, default=8)
+    ap.add_argument("--template", default="qwen", help="a template name both tools know (chatml for SmolLM2)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--bf16", action="store_true", help="bf16: true for every run")
     ap.add_argument(

@@ -326,3 +326,70 @@ def test_unknown_weight_type_names_the_valid_ones(tmp_path, tiny):
     model, tok, _ = tiny
     with pytest.raises(TuneboardError, match="q8_0, q5_1"):
         write_gguf(model, tok, get_template("chatml"), tmp_path / "x.gguf", "q4_k_m")
+
+
+def _random_norms(model):
+    with torch.no_grad():  # random norms, so a wrong tensor mapping cannot hide behind all-ones
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_families(tiny):
+    """Random Qwen3 (q/k norms, head_dim apart from hidden/heads) and Mistral models on the builtin tokenizer.
+
+    head_dim is 128 as in every released Qwen3: transformers' GGUF reader does not read attention.key_length
+    for qwen3 and assumes Qwen3Config's default of 128 (llama.cpp reads the key we write)."""
+    from transformers import MistralConfig, MistralForCausalLM, Qwen3Config, Qwen3ForCausalLM
+
+    _, tok, _ = tiny
+    common = dict(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(0)
+    qwen3 = Qwen3ForCausalLM(Qwen3Config(head_dim=128, tie_word_embeddings=True, **common))
+    mistral = MistralForCausalLM(MistralConfig(sliding_window=None, tie_word_embeddings=False, **common))
+    return {"qwen3": _random_norms(qwen3), "mistral": _random_norms(mistral)}, tok
+
+
+@pytest.mark.parametrize(("family", "arch"), [("qwen3", "qwen3"), ("mistral", "llama")])
+def test_more_families_load_back_with_the_same_logits(tmp_path, tiny_families, family, arch):
+    """Qwen3 (its q/k norms, NeoX rope) and Mistral (llama.cpp's llama: pairwise rope) written as f32 and read
+    back by transformers' GGUF reader give the model's own logits."""
+    from transformers import AutoModelForCausalLM
+
+    models, tok = tiny_families
+    model = models[family]
+    # not named after the family: transformers' reader takes a llama file whose general.name says "mistral" for
+    # its own mistral type and then fails to map its tensors (llama.cpp reads it either way)
+    path = write_gguf(model, tok, get_template("chatml"), tmp_path / "model.gguf", "f32")
+    r = gguf.GGUFReader(path)
+    assert _field(r, "general.architecture") == arch
+    if family == "qwen3":
+        assert {"blk.0.attn_q_norm.weight", "blk.0.attn_k_norm.weight"} <= {t.name for t in r.tensors}
+        assert _field(r, "qwen3.attention.key_length") == 128
+    back = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name).eval()
+    ids = torch.tensor([tok("Hello, who are you? 12345 你好")["input_ids"]])
+    with torch.no_grad():
+        want, got = model(ids).logits, back(ids).logits
+    torch.testing.assert_close(got, want, atol=2e-4, rtol=1e-3)
+
+
+def test_a_sliding_window_mistral_is_exported_with_a_warning(tmp_path, tiny_families):
+    import copy
+
+    models, tok = tiny_families
+    model = copy.deepcopy(models["mistral"])
+    model.config.sliding_window = 4096
+    with pytest.warns(UserWarning, match="sliding"):
+        write_gguf(model, tok, get_template("chatml"), tmp_path / "m.gguf", "f16")

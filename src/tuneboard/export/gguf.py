@@ -1,4 +1,5 @@
-"""GGUF export for llama.cpp and Ollama: a merged Llama or Qwen2 model and its byte-level BPE tokenizer -> one file.
+"""GGUF export for llama.cpp and Ollama: a merged Llama, Mistral, Qwen2 or Qwen3 model and its byte-level BPE
+tokenizer -> one file.
 
 Inference layer: export.py calls `write_gguf` inside its temporary export directory (renamed when complete).
 """
@@ -14,7 +15,10 @@ from typing import Any
 
 from ..errors import TuneboardError
 
-ARCHITECTURES = ("llama", "qwen2")
+# transformers model_type -> llama.cpp architecture (Mistral without a sliding window is a Llama to llama.cpp)
+ARCHITECTURES = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3"}
+# llama.cpp runs rope on neighbouring pairs for these (transformers' q/k rows are reordered); NeoX halves otherwise
+_PAIRWISE_ROPE = ("llama",)
 # weight types: unquantized, and the quantizations the gguf package can write (its k-quants only read)
 DTYPES = ("f32", "f16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0")
 
@@ -25,11 +29,11 @@ _LLAMA3_REGEX = (
     r"|\s+(?!\S)|\s+"
 )
 _PRE_BY_REGEX = {_QWEN2_REGEX: "qwen2", _LLAMA3_REGEX: "llama-bpe"}
-_DEFAULT_PRE = {"qwen2": "qwen2", "llama": "llama-bpe"}
+_DEFAULT_PRE = {"qwen2": "qwen2", "qwen3": "qwen2", "llama": "llama-bpe"}
 
 
 def write_gguf(model: Any, tokenizer: Any, template: Any, path: Path, dtype: str = "f16") -> Path:
-    """Write `model` (a transformers Llama/Qwen2 causal LM) with `tokenizer` to `path` as a GGUF file.
+    """Write `model` (a transformers causal LM of ARCHITECTURES) with `tokenizer` to `path` as a GGUF file.
 
     2-D weights are stored in `dtype` (one of DTYPES; a quantized type falls back to f16 for a matrix whose rows
     do not fill whole blocks, as llama.cpp does), norms and other 1-D tensors in f32. The tokenizer's chat
@@ -40,13 +44,21 @@ def write_gguf(model: Any, tokenizer: Any, template: Any, path: Path, dtype: str
     import numpy as np
 
     config = model.config
-    arch = getattr(config, "model_type", None)
-    if arch not in ARCHITECTURES:
+    model_type = getattr(config, "model_type", None)
+    if model_type not in ARCHITECTURES:
         raise TuneboardError(
-            f"GGUF export supports the {' and '.join(ARCHITECTURES)} architectures; this model is "
-            f"'{arch}'. Export a Hugging Face directory instead (export_format: hf) and convert it "
-            "with llama.cpp's convert_hf_to_gguf.py"
+            f"GGUF export supports the {', '.join(ARCHITECTURES)} model types; this model is '{model_type}'. "
+            "Export a Hugging Face directory instead (export_format: hf; the GGUF values are gguf, gguf-f16, "
+            "gguf-f32 and gguf-q8_0 / q5_1 / q5_0 / q4_1 / q4_0) and convert it with llama.cpp's "
+            "convert_hf_to_gguf.py"
         )
+    if model_type == "mistral" and getattr(config, "sliding_window", None):
+        warnings.warn(  # as llama.cpp's own converter does: the window is dropped
+            f"GGUF export: llama.cpp runs this Mistral model without its {config.sliding_window}-token sliding "
+            "window; replies to longer prompts may differ from transformers'",
+            stacklevel=2,
+        )
+    arch = ARCHITECTURES[model_type]
     if dtype not in DTYPES:
         raise TuneboardError(
             f"GGUF export: dtype (the weight type) must be one of {', '.join(DTYPES)}, not '{dtype}'"
@@ -121,7 +133,9 @@ def _block(kind: str) -> int:
 def _arch_enum(arch: str) -> Any:
     import gguf
 
-    return {"llama": gguf.MODEL_ARCH.LLAMA, "qwen2": gguf.MODEL_ARCH.QWEN2}[arch]
+    return {"llama": gguf.MODEL_ARCH.LLAMA, "qwen2": gguf.MODEL_ARCH.QWEN2, "qwen3": gguf.MODEL_ARCH.QWEN3}[
+        arch
+    ]
 
 
 def _tensor_plan(
@@ -145,9 +159,9 @@ def _tensor_plan(
                 f"GGUF export: tensor '{key}' has no llama.cpp name for the {arch} architecture"
             )
         heads = 0
-        if arch == "llama" and ".attn_q." in name:
+        if arch in _PAIRWISE_ROPE and ".attn_q." in name:
             heads = n_head
-        elif arch == "llama" and ".attn_k." in name:
+        elif arch in _PAIRWISE_ROPE and ".attn_k." in name:
             heads = n_kv
         kind = "f32"
         if t.dim() == 2:
@@ -170,7 +184,7 @@ def _to_numpy(t: Any, heads: int, to_half: bool) -> Any:
 def _interleave_rotary(w: Any, heads: int) -> Any:
     """Reorder q/k rows (or bias) per head from transformers' rotate-half layout (the two rotary halves
     stored one after the other) to the pairwise layout of llama.cpp's normal rope for the llama
-    architecture. Qwen2 uses the NeoX rope in llama.cpp, which matches transformers: no reordering."""
+    architecture. Qwen2/3 use the NeoX rope in llama.cpp, which matches transformers: no reordering."""
     half = w.shape[0] // heads // 2
     return w.reshape(heads, 2, half, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
 
