@@ -1,6 +1,6 @@
 """Tool definitions and function calls: read from a dataset's JSON text, written out as a template says.
 
-Data layer, beside rendering.py. LLaMA-Factory data keeps `tools` as a JSON list of function definitions
+Data layer, beside templates/. LLaMA-Factory data keeps `tools` as a JSON list of function definitions
 and a function_call message as JSON `{"name": ..., "arguments": ...}` (or a list of them for parallel
 calls); OpenAI data keeps an assistant message's `tool_calls`. Both shapes are read here.
 """

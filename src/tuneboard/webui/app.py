@@ -2,7 +2,7 @@
 in Chinese and English.
 
 Interface layer (gradio). It adds no training, data or generation logic: the Data tab calls
-data/tools.py, Train / Evaluate / Export write a YAML and run `tuneboard <command>` through the
+data/commands.py, Train / Evaluate / Export write a YAML and run `tuneboard <command>` through the
 workspace's Runner, Chat uses ChatEngine. Paths are confined to the workspace root.
 """
 

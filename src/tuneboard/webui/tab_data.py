@@ -1,6 +1,6 @@
 """Data tab: the tutorial's steps 3-6 without editing JSON (identity, upload, check, split, register, preview).
 
-Interface layer (gradio). Every action is a data/tools.py function; this module only gathers inputs,
+Interface layer (gradio). Every action is a data/commands.py function; this module only gathers inputs,
 confines paths to the workspace and shows results.
 """
 

@@ -1,7 +1,7 @@
 """How a conversation is rendered: `Template` (one family's formats) turns a `Conversation` into text
 `Segment`s, each marked trained or not; `Qwen3Template` adds the think blocks.
 
-Data layer, step 4 of the flow. The named templates themselves are in templates.py.
+Data layer, step 4 of the flow. The named templates themselves are in named.py.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Jinja chat templates: "auto" (render with the tokenizer's own template) and `to_jinja` (export a named one).
 
-Data layer, step 4 of the flow, beside templates.py. Rendering goes through transformers' own Jinja
+Data layer, step 4 of the flow, beside named.py. Rendering goes through transformers' own Jinja
 environment, so the text equals `tokenizer.apply_chat_template(...)`.
 """
 

@@ -1,8 +1,8 @@
-"""Named chat templates (the `Template` machinery is in rendering.py): a `Conversation` -> text segments.
+"""Named chat templates (the `Template` machinery is in base.py): a `Conversation` -> text segments.
 
 Data layer, step 4 of the flow. The rendered text of a named template equals the model family's
 official chat template character for character (deviations are listed in each template's `notes`);
-`tokenize.py` turns the segments into labels. "auto" (the tokenizer's own Jinja template) is in jinja.py.
+`tokenize.py` turns the segments into labels. "auto" (the tokenizer's own Jinja template) is in hf_jinja.py.
 """
 
 from __future__ import annotations
