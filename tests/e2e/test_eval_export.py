@@ -90,6 +90,8 @@ def test_merged_export_equals_base_plus_adapter(workspace, small_lora):
     for p in shards:  # within the limit, unless one tensor alone is larger than a shard
         assert p.stat().st_size <= 1.05 * 1024**2 or per_shard[p.name] == 1, p.name
     assert not list(workspace.glob(".export-merged.partial-*"))
+    saved = json.loads((export_dir / "config.json").read_text())["dtype"]  # builtin:tiny is saved in fp32
+    assert f"- weights: {saved} safetensors" in (export_dir / "README.md").read_text()
 
     base = AutoModelForCausalLM.from_pretrained(tiny.ensure(), dtype=torch.float32)
     with_adapter = PeftModel.from_pretrained(base, str(small_lora)).eval()

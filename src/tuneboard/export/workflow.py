@@ -97,7 +97,7 @@ def trained_run(cfg: Config, adapters: list[Path]) -> dict[str, Any]:
     return info
 
 
-def model_card(base: str, method: str, run: dict[str, Any], template: str) -> str:
+def model_card(base: str, method: str, run: dict[str, Any], template: str, weights: str) -> str:
     conf = run.get("config", {})
     results = run.get("results", {})
     lines = [
@@ -109,6 +109,7 @@ def model_card(base: str, method: str, run: dict[str, Any], template: str) -> st
         f"# Fine-tuned {base}",
         "",
         f"- method: {method}",
+        f"- weights: {weights}",
         f"- datasets: {conf.get('dataset', 'unknown')}",
         f"- chat template: {template} (saved in the tokenizer: `apply_chat_template` renders the training format)",
         "",
@@ -165,6 +166,7 @@ def run(cfg: Config) -> Path:
             )
             name = f"{target.name}-{dtype}.gguf"
             write_gguf(model, tokenizer, template, tmp / name, dtype)
+            weights = f"GGUF, matrices in {dtype}, norms in f32"
         else:
             name = ""
             model.save_pretrained(
@@ -173,8 +175,9 @@ def run(cfg: Config) -> Path:
                 safe_serialization=not cfg.export_legacy_format,
             )
             tokenizer.save_pretrained(tmp)
+            weights = f"{str(model.dtype).removeprefix('torch.')} safetensors"
         (tmp / "README.md").write_text(
-            model_card(source.base_name, method, run_info, template_name), encoding="utf-8"
+            model_card(source.base_name, method, run_info, template_name, weights), encoding="utf-8"
         )
         words = [w for w in getattr(template, "stop_words", ()) if w]
         (tmp / "Modelfile").write_text(modelfile(template, words, name), encoding="utf-8")
