@@ -170,3 +170,5 @@ def validate(cfg: Any, where: str) -> None:
         raise ConfigError(f"{where}: set only one of use_galore and use_apollo")
     if (cfg.use_galore or cfg.use_apollo) and cfg.deepspeed:
         raise ConfigError(f"{where}: GaLore / APOLLO do not work with deepspeed")
+    if (cfg.use_galore or cfg.use_apollo) and cfg.finetuning_type in ("lora", "oft"):
+        raise ConfigError(f"{where}: GaLore / APOLLO train full weights: use finetuning_type full or freeze")
