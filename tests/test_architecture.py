@@ -29,6 +29,7 @@ LAYERS = [
     ("data/", 1),
     ("config.py", 0),
     ("keys.py", 0),
+    ("method_keys.py", 0),
     ("hub.py", 0),
     ("errors.py", 0),
     ("files.py", 0),

@@ -141,7 +141,7 @@ def test_unknown_key_without_a_close_one():
         ({"bf16": "maybe"}, "'bf16' must be true or false, got 'maybe'"),
         (
             {"finetuning_type": "lorra"},
-            "'finetuning_type' is 'lorra'; expected one of lora, freeze, full; did you mean 'lora'?",
+            "'finetuning_type' is 'lorra'; expected one of lora, oft, freeze, full; did you mean 'lora'?",
         ),
         ({"stage": "dpo"}, "stage 'dpo' is not supported yet"),
         ({"bf16": True, "fp16": True}, "set only one of 'bf16' and 'fp16'"),
@@ -241,7 +241,7 @@ def test_every_key_is_declared_with_a_help_text_and_a_group():
         assert f.metadata["group"] in GROUPS, name
         if f.metadata["choices"]:
             assert f.type == "str" and f.default in f.metadata["choices"], name
-    assert config.CHOICES["finetuning_type"] == ("lora", "freeze", "full")
+    assert config.CHOICES["finetuning_type"] == ("lora", "oft", "freeze", "full")
 
 
 @pytest.mark.parametrize("command", ["train", "eval", "chat", "export", "api", "webchat"])

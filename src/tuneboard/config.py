@@ -20,6 +20,8 @@ import yaml
 from .errors import ConfigError
 from .files import write_text_atomic
 from .keys import GROUPS, IGNORED_KEYS, KEY_ALIASES, group, parse_overrides, read_yaml
+from .method_keys import JSON_KEYS, MethodKeys, as_json_text, refused
+from .method_keys import validate as validate_methods
 
 STAGES_NOT_YET = {"pt", "rm", "ppo", "dpo", "kto"}
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -29,7 +31,7 @@ _model, _method, _data, _output, _train, _eval, _gen, _api, _export = map(group,
 
 
 @dataclass
-class Config:
+class Config(MethodKeys):  # the method keys (DoRA, PiSSA, LoRA+, OFT, GaLore, ...) live in method_keys.py
     model_name_or_path: str = _model(
         "builtin:tiny",
         "hub id, local directory, a training output_dir, or builtin:tiny (the bundled demo model)",
@@ -63,8 +65,8 @@ class Config:
     predict_with_generate: bool = _method(False, "predict by generating replies (BLEU-4, ROUGE, accuracy)")
     finetuning_type: str = _method(
         "lora",
-        "lora (small adapters), freeze (last layers) or full (every weight)",
-        ("lora", "freeze", "full"),
+        "lora (small adapters), oft (orthogonal adapters), freeze (last layers) or full (every weight)",
+        ("lora", "oft", "freeze", "full"),
     )
     lora_rank: int = _method(8, "LoRA rank r: width of the adapter matrices (alias lora_r)")
     lora_alpha: int | None = _method(None, "LoRA scale alpha (default: 2 x lora_rank)")
@@ -252,6 +254,8 @@ def _coerce(key: str, value: Any, hint: Any, where: str) -> Any:
         raise ConfigError(f"{where}: '{key}' must not be empty")
     if key == "resume_from_checkpoint" and str(value).lower() in ("true", "yes", "on", "false", "no", "off"):
         return "true" if str(value).lower() in ("true", "yes", "on") else None
+    if key in JSON_KEYS:
+        return as_json_text(key, value, where)
     if key == "val_size" and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if base is str and isinstance(value, bool) and key in CHOICES:  # `save_strategy: false`, from a dict
@@ -330,6 +334,7 @@ def _validate(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}: set only one of 'bf16' and 'fp16'")
     if cfg.max_samples is not None and cfg.max_samples <= 0:
         raise ConfigError(f"{where}: 'max_samples' must be greater than 0, got {cfg.max_samples}")
+    validate_methods(cfg, where)
     if cfg.lora_alpha is None:
         cfg.lora_alpha = cfg.lora_rank * 2
 
@@ -343,6 +348,10 @@ def from_dict(data: dict[str, Any], where: str = "<config>", strict: bool = True
         key = KEY_ALIASES.get(str(raw_key), str(raw_key))
         if key in IGNORED_KEYS:
             notes.append(f"{where}: '{key}' is ignored ({IGNORED_KEYS[key]})")
+            continue
+        note = None if key in KEYS else refused(key, value, where)
+        if note:
+            notes.append(note)
             continue
         if key not in KEYS:
             if not strict:

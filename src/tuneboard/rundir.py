@@ -25,6 +25,7 @@ RESULTS = "all_results.json"  # written last: the run finished
 TRAIN_RESULTS = "train_results.json"  # LLaMA-Factory's name; removed with a previous run
 PLOT = "training_loss.png"
 TRAINER_STATE = "trainer_state.json"  # inside a checkpoint, written last
+PISSA_INIT = "pissa_init"  # PiSSA's adapter before training, which the final save converts against
 STAGING = ".{name}.partial"  # checkpoint-N is written in output_dir/.checkpoint-N.partial/checkpoint-N
 # what `tuneboard eval` writes in its output_dir, as LLaMA-Factory names them
 PREDICTIONS = "generated_predictions.jsonl"
@@ -229,9 +230,14 @@ def remove_staging(out: str | Path) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
+def pissa_init_path(out: str | Path) -> Path:
+    """Written by train/workflow.py before a PiSSA run trains, read by the final save (trainer.py)."""
+    return Path(out) / PISSA_INIT
+
+
 def clear_previous_run(out: Path) -> None:
     """overwrite_output_dir: remove only what a run writes, never other files of the user's."""
-    for p in out.glob("checkpoint-*"):
+    for p in [*out.glob("checkpoint-*"), pissa_init_path(out)]:
         shutil.rmtree(p, ignore_errors=True)
     for name in (*FINISHED_MARKERS, LOG, PROGRESS, PLOT, TRAIN_RESULTS):
         (out / name).unlink(missing_ok=True)

@@ -45,7 +45,7 @@ def lora_parts(linear: nn.Module) -> tuple[Any, Any, Any, Any, float] | None:
     ):
         return None
     active = list(getattr(linear, "active_adapters", []))
-    if len(active) != 1 or active[0] not in linear.lora_A:
+    if len(active) != 1 or active[0] not in getattr(linear, "lora_A", {}):  # OFT and others: not fused
         return None
     name = active[0]
     a, b = linear.lora_A[name], linear.lora_B[name]

@@ -13,7 +13,9 @@ from typing import Any
 
 from ..config import Config
 from ..errors import ConfigError
+from ..method_keys import TRAINING_ARGUMENTS
 from .launch import warn, world_size
+from .optimizer import check_packages, low_rank_arguments
 
 
 def cpu_bf16_supported() -> bool:
@@ -68,7 +70,9 @@ def check_deepspeed(cfg: Config) -> None:
 
 
 def check_trainer_names(cfg: Config) -> None:
-    """`optim` and `lr_scheduler_type` name things inside transformers: checked against its lists."""
+    """`optim` and `lr_scheduler_type` name things inside transformers: checked against its lists; the packages
+    GaLore and APOLLO need are there."""
+    check_packages(cfg)
     from transformers.trainer_utils import SchedulerType
     from transformers.training_args import OptimizerNames
 
@@ -109,13 +113,16 @@ def training_args(cfg: Config, precision: str, has_eval: bool) -> Any:
     """TrainingArguments: the keys of SAME_NAME as they are, then the ones tuneboard derives."""
     from transformers import TrainingArguments
 
+    same = {key: getattr(cfg, key) for key in (*SAME_NAME, *TRAINING_ARGUMENTS)}
+    same |= low_rank_arguments(cfg)  # GaLore / APOLLO: optim, optim_target_modules, optim_args
     eval_strategy = cfg.eval_strategy if has_eval else "no"
     if has_eval and eval_strategy == "no" and cfg.eval_steps:
         eval_strategy = "steps"
     # several processes without CUDA (torchrun on CPUs): accelerate sets up gloo only when told to use the CPU
     cpu_ddp = world_size() > 1 and not _cuda_available()
     return TrainingArguments(
-        **{key: getattr(cfg, key) for key in SAME_NAME},
+        **same,
+        lr_scheduler_kwargs=json.loads(cfg.lr_scheduler_kwargs) if cfg.lr_scheduler_kwargs else {},
         warmup_steps=cfg.warmup_steps if cfg.warmup_steps else cfg.warmup_ratio,  # a float < 1 is a ratio
         eval_strategy=eval_strategy,
         eval_steps=cfg.eval_steps or (cfg.save_steps if eval_strategy == "steps" else None),

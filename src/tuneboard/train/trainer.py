@@ -24,9 +24,11 @@ from ..data.pipeline import DataBundle
 from ..data.tokenize import IGNORE
 from ..errors import TuneboardError
 from ..files import fsync_tree, replace_dir, write_error
+from ..model.adapters import save_pissa_converted
 from ..model.attention import use_packed_attention
 from ..model.fused import fuse_mlps, hidden_states_out, linear_cross_entropy, plain_head
 from .callbacks import Interrupt, JsonlLogger, ProgressBar, ProgressWriter, TokenCounter
+from .optimizer import build as build_optimizer
 
 
 def labelled_loss(
@@ -97,6 +99,12 @@ class SFTTrainer(Trainer):
         out = args.output_dir
         for cb in (JsonlLogger(out, self.counter), ProgressWriter(out), ProgressBar(), self.interrupt):
             self.add_callback(cb)
+
+    def create_optimizer(self, model: Any = None) -> Any:
+        """LoRA+ has its own parameter groups (optimizer.py); otherwise the Trainer's optimizer."""
+        if self.optimizer is None:
+            self.optimizer = build_optimizer(self)
+        return super().create_optimizer(model) if self.optimizer is None else self.optimizer
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         """group_by_length: the Trainer's LengthGroupedSampler, given the lengths our dataset already knows
@@ -221,6 +229,9 @@ class SFTTrainer(Trainer):
             if main:
                 shutil.rmtree(staging, ignore_errors=True)
             self.save_model(str(staging))
+            if self.cfg.pissa_init and main:  # a plain LoRA of the original base, not of PiSSA's residual
+                model = self.accelerator.unwrap_model(self.model)
+                save_pissa_converted(model, staging, rundir.pissa_init_path(out))
             self.accelerator.wait_for_everyone()
             if main:
                 fsync_tree(staging)

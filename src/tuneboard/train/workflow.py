@@ -18,9 +18,9 @@ from ..data.templates.named import get_template, tool_templates
 from ..data.templates.resolve import load_template
 from ..errors import ConfigError
 from ..files import write_error
-from ..model.adapters import count_parameters, prepare
+from ..model.adapters import count_parameters, prepare, save_pissa_init
 from ..model.load import check_source, load_model, load_tokenizer, resolve_source
-from ..rundir import clear_previous_run, save_config
+from ..rundir import clear_previous_run, pissa_init_path, save_config
 from .arguments import check_deepspeed, check_trainer_names, resolve_precision, training_args, weight_dtype
 from .checkpoints import check_output_dir, resolve_resume
 from .launch import end_process_group, is_main_process, say, torchrun_argv, warn, world_size
@@ -128,6 +128,8 @@ def run(cfg: Config, conversations: tuple[list[Any], list[Any]] | None = None) -
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
         save_config(out, cfg)
+        if cfg.pissa_init and not resume:
+            save_pissa_init(model, pissa_init_path(out))
 
     start = time.time()
     try:
@@ -175,7 +177,7 @@ def main(cfg: Config, command: tuple[str | None, list[str], bool] | None = None)
 def trained_model_config(cfg: Config) -> Config:
     """The config that loads what this training wrote: its LoRA adapter on the base model, or (full, freeze) the
     saved model itself."""
-    if cfg.finetuning_type == "lora":
+    if cfg.finetuning_type in ("lora", "oft"):
         return replace(cfg, adapter_name_or_path=cfg.output_dir, resume_from_checkpoint=None)
     return replace(
         cfg, model_name_or_path=cfg.output_dir, adapter_name_or_path=None, resume_from_checkpoint=None

@@ -49,7 +49,9 @@ def parse_extra(text: str | None) -> dict[str, Any]:
 
 # text settings that are not paths; every other text setting names a file or directory and is confined
 TEXT_KEYS = {"template", "default_system", "lora_target", "additional_target", "report_to", "model_revision"}
-TEXT_KEYS |= {"optim", "lr_scheduler_type"}  # names checked by train/arguments.py
+TEXT_KEYS |= {"optim", "lr_scheduler_type", "optim_args", "lr_scheduler_kwargs"}  # read by transformers
+TEXT_KEYS |= {"oft_target", "galore_target", "apollo_target"}  # module names
+TEXT_KEYS |= {"freeze_trainable_modules", "freeze_extra_modules"}
 TEXT_KEYS |= {"api_allowed_hosts"}  # host names
 MODEL_KEYS = {"model_name_or_path"}  # a builtin name or a hub id 'org/name' when no such path exists
 DATASET_KEYS = {"dataset", "eval_dataset"}  # registered names, or data file paths

@@ -1,0 +1,81 @@
+"""The optimizer choices beyond TrainingArguments' own names: LoRA+ (peft's builder: the B matrices at
+learning_rate x loraplus_lr_ratio), GaLore and APOLLO (transformers' low-rank optimizers, from their PyPI packages).
+
+Training layer: arguments.py asks `low_rank_arguments` for TrainingArguments, trainer.py asks `build` for the
+optimizer; the Trainer's own optimizer is used when neither applies.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from ..config import Config, split_names
+from ..errors import ConfigError
+from .launch import warn
+
+# packages each optimizer needs: (import name, what to install)
+PACKAGES = {
+    "use_galore": (
+        ("galore_torch", "bitsandbytes"),
+        "pip install 'tuneboard[galore]' (galore-torch, bitsandbytes)",
+    ),
+    "use_apollo": (
+        ("apollo_torch", "bitsandbytes"),
+        "pip install 'tuneboard[apollo]' (apollo-torch, bitsandbytes)",
+    ),
+}
+ALL_BUT_HEAD = r"(?!.*lm_head).*"  # every linear layer but the LM head (transformers matches the whole name)
+
+
+def check_packages(cfg: Config) -> None:
+    for key, (modules, install) in PACKAGES.items():
+        missing = [m for m in modules if importlib.util.find_spec(m) is None]
+        if getattr(cfg, key) and missing:
+            raise ConfigError(f"{cfg.source}: '{key}' needs the {', '.join(missing)} package: {install}")
+
+
+def low_rank_arguments(cfg: Config) -> dict[str, Any]:
+    """TrainingArguments for GaLore / APOLLO: optim, optim_target_modules and the optim_args string."""
+    if not (cfg.use_galore or cfg.use_apollo):
+        return {}
+    check_packages(cfg)
+    name = "galore" if cfg.use_galore else "apollo"
+    get = lambda key: getattr(cfg, f"{name}_{key}")  # noqa: E731
+    args = {"rank": get("rank"), "update_proj_gap": get("update_interval"), "scale": get("scale")}
+    args["proj_type"] = get("proj_type")
+    if cfg.use_apollo:
+        args |= {"proj": cfg.apollo_proj, "scale_type": cfg.apollo_scale_type}
+        if cfg.apollo_scale_front:
+            warn("apollo_scale_front: transformers' APOLLO has no such option; ignored")
+    if cfg.optim not in ("adamw_torch", "adamw_hf"):
+        warn(f"use_{name}: optim {cfg.optim} is replaced by {name}_adamw")
+    extra = f",{cfg.optim_args}" if cfg.optim_args else ""
+    target = get("target")
+    return {
+        "optim": f"{name}_adamw" + ("_layerwise" if get("layerwise") else ""),
+        "optim_target_modules": ALL_BUT_HEAD if target == "all" else split_names(target),
+        "optim_args": ",".join(f"{k}={v}" for k, v in args.items()) + extra,
+    }
+
+
+def build(trainer: Any) -> Any | None:
+    """LoRA+: peft's optimizer with the B matrices (and LoRA embeddings) in their own parameter groups, on the
+    Trainer's optimizer class and arguments; None: the Trainer builds its own."""
+    cfg = trainer.cfg
+    if cfg.loraplus_lr_ratio is None:
+        return None
+    from peft.optimizers import create_loraplus_optimizer
+
+    optimizer_cls, kwargs = trainer.get_optimizer_cls_and_kwargs(trainer.args, trainer.model)
+    kwargs = dict(kwargs)
+    lr = kwargs.pop("lr", trainer.args.learning_rate)
+    return create_loraplus_optimizer(
+        trainer.model,
+        optimizer_cls,
+        lr=lr,
+        loraplus_lr_ratio=cfg.loraplus_lr_ratio,
+        loraplus_lr_embedding=cfg.loraplus_lr_embedding,
+        loraplus_weight_decay=trainer.args.weight_decay,
+        **kwargs,
+    )

@@ -1,0 +1,82 @@
+"""LLaMA-Factory's method keys (method_keys.py): accepted with their types, checked, or refused in one line."""
+
+import json
+
+import pytest
+
+from tuneboard import config
+from tuneboard.config import from_dict
+from tuneboard.errors import ConfigError
+
+
+def test_lf_method_keys_are_accepted_with_their_types():
+    cfg, notes = from_dict(
+        {
+            "use_dora": True,
+            "use_rslora": "true",
+            "loraplus_lr_ratio": 16,
+            "neftune_noise_alpha": "5",
+            "adam_beta2": 0.95,
+            "lr_scheduler_kwargs": {"min_lr": 1e-6},
+            "torch_compile": False,
+            "freeze_extra_modules": "embed_tokens,norm",
+        }
+    )
+    assert (cfg.use_dora, cfg.use_rslora, cfg.loraplus_lr_ratio, cfg.neftune_noise_alpha) == (
+        True,
+        True,
+        16.0,
+        5.0,
+    )
+    assert cfg.adam_beta2 == 0.95 and json.loads(cfg.lr_scheduler_kwargs) == {"min_lr": 1e-6}
+    assert notes == []
+    assert from_dict({"lr_scheduler_kwargs": '{"power": 2}'})[0].lr_scheduler_kwargs == '{"power": 2}'
+    for key in ("use_dora", "pissa_init", "loraplus_lr_ratio", "oft_block_size", "neftune_noise_alpha"):
+        assert config.key_help(key), key
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"use_dora": True, "finetuning_type": "full"}, "use_dora need finetuning_type: lora"),
+        ({"use_dora": True, "pissa_init": True}, "use_dora and pissa_init cannot be combined"),
+        ({"finetuning_type": "oft", "oft_rank": 4}, "set exactly one of 'oft_rank' and 'oft_block_size'"),
+        ({"loraplus_lr_ratio": 0}, "'loraplus_lr_ratio' must be greater than 0"),
+        ({"use_llama_pro": True}, "use_llama_pro needs finetuning_type: freeze"),
+        ({"lr_scheduler_kwargs": "[1, 2]"}, "'lr_scheduler_kwargs' must be a mapping"),
+        ({"galore_proj_type": "diagonal"}, "'galore_proj_type' is 'diagonal'; expected one of"),
+    ],
+)
+def test_bad_method_values_say_what_is_wrong(data, message):
+    with pytest.raises(ConfigError) as err:
+        from_dict(data, "cfg.yaml")
+    assert message in str(err.value) and str(err.value).startswith("cfg.yaml: ")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        ("use_badam", True, "BAdam"),
+        ("use_muon", True, "Muon"),
+        ("mixture_of_depths", "convert", "mixture-of-depths"),
+        ("ray_num_workers", 4, "Ray"),
+        ("quantization_method", "hqq", "GPU packages"),
+        ("use_eaft_loss", True, "EAFT"),
+    ],
+)
+def test_keys_that_cannot_run_are_refused_in_one_line(key, value, reason):
+    with pytest.raises(ConfigError) as err:
+        from_dict({key: value}, "cfg.yaml")
+    text = str(err.value)
+    assert "\n" not in text and text.startswith(f"cfg.yaml: '{key}': ") and reason in text
+
+
+def test_refused_keys_left_off_and_their_companions_are_noted_not_fatal():
+    cfg, notes = from_dict(
+        {"use_badam": False, "badam_mode": "layer", "quantization_method": "bnb"}, "c.yaml"
+    )
+    assert notes == [
+        "c.yaml: 'use_badam' is ignored (off)",
+        "c.yaml: 'badam_mode' is ignored (use_badam is not supported)",
+        "c.yaml: 'quantization_method' is ignored (the default)",
+    ]
