@@ -94,14 +94,15 @@ def test_max_tokens_is_capped_to_what_the_context_leaves(tiny_engine, serve_app,
     with serve_app(create_app(tiny_engine)) as url:
         client = OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
         for stream in (False, True):
-            kw = dict(model="tiny", messages=WHO, max_tokens=64, temperature=0)
+            kw = dict(model="builtin:tiny", messages=WHO, max_tokens=64, temperature=0)
             if not stream:
                 res = client.chat.completions.create(**kw)
                 assert res.usage.completion_tokens == 3 and res.choices[0].finish_reason == "length"
             else:
-                chunks = list(client.chat.completions.create(**kw, stream=True))
-                assert chunks[-1].usage.completion_tokens == 3
-                assert chunks[-1].choices[0].finish_reason == "length"
+                options = {"include_usage": True}
+                chunks = list(client.chat.completions.create(**kw, stream=True, stream_options=options))
+                assert chunks[-1].usage.completion_tokens == 3 and chunks[-1].choices == []
+                assert chunks[-2].choices[0].finish_reason == "length"
 
 
 SERVE = """

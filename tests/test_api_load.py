@@ -67,7 +67,7 @@ def wait_idle(app, timeout: float = 15) -> float:
 
 def ask(client, base: str, prompt: str, stream: bool) -> tuple[str, str | None]:
     """One request -> ("ok", text) | ("busy", None); anything else raises AssertionError."""
-    body = {"model": "tiny", "messages": [{"role": "user", "content": prompt}], "stream": stream}
+    body = {"model": "builtin:tiny", "messages": [{"role": "user", "content": prompt}], "stream": stream}
     url = f"{base}/v1/chat/completions"
     if not stream:
         r = client.post(url, json=body)

@@ -31,7 +31,7 @@ class Echo(Engine):
     def stream(self, messages, system=None, stop=None, reply=None, cancel=None, tools=None, **gen):
         reply = reply if reply is not None else Reply()
         reply.prompt_tokens = len(self.encode(messages, system, tools))
-        self.seen.append((messages, gen))
+        self.seen.append((messages, gen | {"stop": stop}))
         reply.text, reply.completion_tokens = "ok", 1
         yield "ok"
 
@@ -70,7 +70,7 @@ def test_text_parts_and_max_completion_tokens_are_read(url, echo):
     client = OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
     parts = [{"type": "text", "text": "第一段"}, {"type": "text", "text": "第二段"}]
     res = client.chat.completions.create(
-        model="m", messages=[{"role": "user", "content": parts}], max_completion_tokens=5
+        model="echo", messages=[{"role": "user", "content": parts}], max_completion_tokens=5
     )
     assert res.choices[0].message.content == "ok"
     messages, gen = echo.seen[-1]
@@ -85,7 +85,7 @@ def test_non_text_parts_are_refused(url):
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
     with pytest.raises(openai.BadRequestError, match="only text parts"):
         client.chat.completions.create(
-            model="m", messages=[{"role": "user", "content": [{"type": "text", "text": "看图"}, image]}]
+            model="echo", messages=[{"role": "user", "content": [{"type": "text", "text": "看图"}, image]}]
         )
 
 
@@ -197,3 +197,62 @@ def test_allowed_hosts_and_wildcard_binds(echo, serve_app):
         assert post(base, body, Host="evil.example").status_code == 400  # names still have to be listed
     with serve_app(create_app(echo, allowed_hosts=["*"])) as base:
         assert post(base, body, Host="anything.example").status_code == 200
+
+
+def client_of(url: str):
+    from openai import OpenAI
+
+    return OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+
+
+def test_n_seed_and_stop_reach_the_engine(url, echo):
+    res = client_of(url).chat.completions.create(model="echo", messages=ASK, n=3, seed=7, stop="。")
+    assert [c.index for c in res.choices] == [0, 1, 2] and {c.message.content for c in res.choices} == {"ok"}
+    assert res.usage.completion_tokens == 3 and res.usage.prompt_tokens > 0
+    calls = echo.seen[-3:]
+    assert sorted(gen["settings"].seed for _, gen in calls) == [7, 8, 9]  # each choice its own seed
+    assert all(gen["stop"] == ["。"] for _, gen in calls)
+
+
+def test_stream_usage_comes_only_when_asked_for(url):
+    client = client_of(url)
+    plain = list(client.chat.completions.create(model="echo", messages=ASK, stream=True))
+    assert all(c.usage is None for c in plain) and plain[-1].choices[0].finish_reason == "stop"
+    options = {"include_usage": True}
+    counted = list(
+        client.chat.completions.create(model="echo", messages=ASK, stream=True, stream_options=options)
+    )
+    assert counted[-1].choices == [] and counted[-1].usage.completion_tokens == 1
+    assert counted[-2].choices[0].finish_reason == "stop"
+    assert "".join(c.choices[0].delta.content or "" for c in counted if c.choices) == "ok"
+
+
+def test_an_unknown_model_is_404(url):
+    import openai
+
+    with pytest.raises(openai.NotFoundError, match="'gpt-4o' is not served here; this server serves 'echo'"):
+        client_of(url).chat.completions.create(model="gpt-4o", messages=ASK)
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        ({"logprobs": True}, "logprobs"),
+        ({"logprobs": True, "top_logprobs": 3}, "logprobs"),
+        ({"response_format": {"type": "json_object"}}, "json_object"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "json_schema"),
+        ({"n": 2, "stream": True}, "n > 1"),
+        ({"n": 0}, "'n' must be"),
+        ({"n": 100}, "'n' must be"),
+        ({"seed": 1.5}, "'seed' must be"),
+        ({"stream_options": {"include_usage": "yes"}}, "stream_options"),
+    ],
+)
+def test_what_is_not_offered_is_refused_clearly(url, extra, words):
+    assert words in openai_error(post(url, json.dumps({"messages": ASK, **extra})), 400)
+
+
+def test_what_is_offered_in_its_default_form_is_accepted(url):
+    body = {"messages": ASK, "logprobs": False, "response_format": {"type": "text"}, "n": 1}
+    r = post(url, json.dumps(body))
+    assert r.status_code == 200 and r.json()["choices"][0]["logprobs"] is None, r.text

@@ -65,7 +65,7 @@ def test_a_call_reply_comes_back_as_tool_calls(served):
         '{"name": "get_weather", ',
         '"arguments": {"city": "巴黎"}}\n</tool_call>',
     ]
-    res = client.chat.completions.create(model="m", messages=ASK, tools=[WEATHER])
+    res = client.chat.completions.create(model="scripted", messages=ASK, tools=[WEATHER])
     choice = res.choices[0]
     assert choice.finish_reason == "tool_calls" and choice.message.content is None
     (call,) = choice.message.tool_calls
@@ -78,7 +78,9 @@ def test_a_call_reply_comes_back_as_tool_calls(served):
 def test_streamed_calls_never_leak_into_content(served):
     engine, client = served
     engine.script = ["好的，", "我查一下。\n<tool", "_call>\n", CALLS[len("<tool_call>\n") :]]
-    chunks = list(client.chat.completions.create(model="m", messages=ASK, tools=[WEATHER], stream=True))
+    chunks = list(
+        client.chat.completions.create(model="scripted", messages=ASK, tools=[WEATHER], stream=True)
+    )
     content = "".join(c.choices[0].delta.content or "" for c in chunks)
     assert content == "好的，我查一下。\n"
     calls = [tc for c in chunks for tc in c.choices[0].delta.tool_calls or []]
@@ -93,12 +95,14 @@ def test_a_reply_that_is_not_a_clean_call_stays_text(served):
     engine, client = served
     for script in (["<tool_call>\n{not json}\n</tool_call>"], ['<tool_call>\n{"name": "get_weather"']):
         engine.script = script
-        res = client.chat.completions.create(model="m", messages=ASK, tools=[WEATHER])
+        res = client.chat.completions.create(model="scripted", messages=ASK, tools=[WEATHER])
         assert res.choices[0].finish_reason == "stop" and res.choices[0].message.content == script[0]
-        chunks = list(client.chat.completions.create(model="m", messages=ASK, tools=[WEATHER], stream=True))
+        chunks = list(
+            client.chat.completions.create(model="scripted", messages=ASK, tools=[WEATHER], stream=True)
+        )
         assert "".join(c.choices[0].delta.content or "" for c in chunks) == script[0]
     engine.script = ["<tool_call> is a tag."]  # without tools nothing is held back or read
-    chunks = list(client.chat.completions.create(model="m", messages=ASK, stream=True))
+    chunks = list(client.chat.completions.create(model="scripted", messages=ASK, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "<tool_call> is a tag."
 
 
@@ -123,7 +127,7 @@ def test_calls_and_parallel_results_sent_back_render_as_the_exported_template(se
         {"role": "tool", "tool_call_id": "c1", "content": '{"temperature": 21}'},
         {"role": "tool", "tool_call_id": "c2", "content": '{"temperature": 25}'},
     ]
-    res = client.chat.completions.create(model="m", messages=messages, tools=[WEATHER])
+    res = client.chat.completions.create(model="scripted", messages=messages, tools=[WEATHER])
     assert (
         res.choices[0].message.content == "巴黎 21°C，罗马 25°C。" and not res.choices[0].message.tool_calls
     )
@@ -140,15 +144,17 @@ def test_what_cannot_be_done_is_refused(served, tiny_tokenizer):
 
     engine, client = served
     with pytest.raises(openai.BadRequestError, match="tool_choice"):
-        client.chat.completions.create(model="m", messages=ASK, tools=[WEATHER], tool_choice="required")
+        client.chat.completions.create(
+            model="scripted", messages=ASK, tools=[WEATHER], tool_choice="required"
+        )
     for tools in ([{"type": "function"}], ["get_weather"], {"type": "function"}):
         with pytest.raises(openai.BadRequestError, match="'tools' must be a list"):
-            client.chat.completions.create(model="m", messages=ASK, tools=tools)
+            client.chat.completions.create(model="scripted", messages=ASK, tools=tools)
     with pytest.raises(openai.BadRequestError, match="tool_calls"):
         bad = [*ASK, {"role": "assistant", "content": None, "tool_calls": [{"function": {}}]}, ASK[0]]
-        client.chat.completions.create(model="m", messages=bad)
+        client.chat.completions.create(model="scripted", messages=bad)
     engine.script = ["hi"]
-    res = client.chat.completions.create(model="m", messages=ASK, tools=[WEATHER], tool_choice="none")
+    res = client.chat.completions.create(model="scripted", messages=ASK, tools=[WEATHER], tool_choice="none")
     assert res.choices[0].message.content == "hi" and "# Tools" not in engine.prompts[-1]
     llama = Scripted(get_template("llama3"), tiny_tokenizer)
     from tuneboard.errors import TuneboardError

@@ -184,7 +184,7 @@ def test_api_serves_the_vllm_engine(fake_vllm):
     from tuneboard.api.server import create_app
 
     client = TestClient(create_app(make_engine(vcfg())), base_url="http://127.0.0.1")
-    body = {"model": "x", "messages": [{"role": "user", "content": "你是谁？"}]}
+    body = {"messages": [{"role": "user", "content": "你是谁？"}]}
     r = client.post("/v1/chat/completions", json=body)
     assert r.status_code == 200, r.text
     assert r.json()["choices"][0]["message"]["content"] == REPLY

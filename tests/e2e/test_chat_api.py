@@ -71,11 +71,11 @@ def test_openai_client_non_streaming_and_streaming(api, engine):
     from openai import OpenAI
 
     client = OpenAI(base_url=api, api_key="sk-test")
-    assert [m.id for m in client.models.list().data]
-    res = client.chat.completions.create(model="tiny", messages=WHO, temperature=0)
+    (model,) = [m.id for m in client.models.list().data]
+    res = client.chat.completions.create(model=model, messages=WHO, temperature=0)
     assert NAME in res.choices[0].message.content
     assert res.usage.prompt_tokens > 0 and res.usage.completion_tokens > 0
-    chunks = list(client.chat.completions.create(model="tiny", messages=WHO, temperature=0, stream=True))
+    chunks = list(client.chat.completions.create(model=model, messages=WHO, temperature=0, stream=True))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == res.choices[0].message.content
     assert chunks[-1].choices[0].finish_reason in ("stop", "length")
@@ -99,7 +99,7 @@ def test_sixteen_concurrent_streams_get_complete_unmixed_replies(api, engine):
         q = questions[i % len(questions)]
         client = OpenAI(base_url=api, api_key="sk-test", max_retries=0)
         stream = client.chat.completions.create(
-            model="tiny", messages=[{"role": "user", "content": q}], temperature=0, stream=True
+            model=engine.name, messages=[{"role": "user", "content": q}], temperature=0, stream=True
         )
         results[i] = (q, "".join(c.choices[0].delta.content or "" for c in stream if c.choices))
 

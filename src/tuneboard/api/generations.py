@@ -62,12 +62,13 @@ class Slots:
                 cancel.set()
 
 
-async def cancel_on_disconnect(request: Request, cancel: threading.Event) -> None:
-    """A non-streaming client that leaves cancels its generation. Its body is read by now, so the next
-    message the server passes on is the disconnect."""
+async def cancel_on_disconnect(request: Request, cancels: list[threading.Event]) -> None:
+    """A non-streaming client that leaves cancels its generations (one per choice). Its body is read by
+    now, so the next message the server passes on is the disconnect."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
-    cancel.set()
+    for cancel in cancels:
+        cancel.set()
 
 
 class Stream:
@@ -122,14 +123,15 @@ def error_event(message: str) -> str:
 
 
 async def events(
-    stream: Stream, reader: Any, rid: str, created: int, model: str, slots: Slots
+    stream: Stream, reader: Any, rid: str, created: int, model: str, slots: Slots, usage: bool = False
 ) -> AsyncIterator[str]:
     """The stream's server-sent events. `reader` (an inference.calls.CallReader) holds back text from the
-    first call marker on; the calls are sent as `tool_calls` at the end."""
+    first call marker on; the calls are sent as `tool_calls` at the end. With `usage` (the request's
+    stream_options.include_usage), a last chunk with no choices carries the token counts, as OpenAI sends it."""
 
-    def chunk(delta: Delta, finish: str | None = None, usage: Usage | None = None) -> str:
-        choice = ChunkChoice(delta=delta, finish_reason=finish)
-        data = ChatCompletionChunk(id=rid, created=created, model=model, choices=[choice], usage=usage)
+    def chunk(delta: Delta | None, finish: str | None = None, counts: Usage | None = None) -> str:
+        choices = [ChunkChoice(delta=delta, finish_reason=finish)] if delta is not None else []
+        data = ChatCompletionChunk(id=rid, created=created, model=model, choices=choices, usage=counts)
         return f"data: {data.model_dump_json()}\n\n"
 
     try:
@@ -154,7 +156,9 @@ async def events(
             yield chunk(Delta(tool_calls=[ToolCall(index=k, **call) for k, call in enumerate(calls)]))
         elif rest:  # no clean call after all: the held text is content
             yield chunk(Delta(content=rest))
-        yield chunk(Delta(), "tool_calls" if calls else reply.finish_reason, Usage.of(reply))
+        yield chunk(Delta(), "tool_calls" if calls else reply.finish_reason)
+        if usage:
+            yield chunk(None, counts=Usage.of(reply))
         yield "data: [DONE]\n\n"
     finally:
         stream.cancel.set()  # client gone or finished: stop generating, the thread releases the slot

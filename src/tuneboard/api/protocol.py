@@ -80,6 +80,21 @@ class Tool(BaseModel):
     function: Function
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool = Field(False, strict=True)
+
+
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="allow")  # json_schema
+
+    type: str
+
+
+MAX_N = 8  # the most choices one request may ask for (each is a generation of its own)
+
+
 def _count(what: str) -> Any:
     return Field(None, ge=1, strict=True, description=f"an integer >= 1 ({what})")
 
@@ -87,9 +102,20 @@ def _count(what: str) -> Any:
 class ChatRequest(BaseModel):
     """POST /v1/chat/completions. Each field's description is what it must be, said when it is not."""
 
-    model_config = ConfigDict(extra="allow")  # model, n, seed, user, stream_options, ...
+    model_config = ConfigDict(extra="allow")  # user, metadata, ...
 
     messages: list[Message] = Field(description="a list of messages, objects with 'role' and 'content'")
+    model: str | None = Field(None, description="the id of the model served (GET /v1/models)")
+    n: int = Field(1, ge=1, le=MAX_N, strict=True, description=f"an integer from 1 to {MAX_N} (choices)")
+    seed: int | None = Field(
+        None, ge=-(2**63), lt=2**63, strict=True, description="an integer (the sampling seed)"
+    )
+    stream_options: StreamOptions | None = Field(None, description='{"include_usage": true or false}')
+    logprobs: bool | None = Field(None, strict=True, description="true or false")
+    top_logprobs: int | None = Field(None, ge=0, le=20, strict=True, description="an integer from 0 to 20")
+    response_format: ResponseFormat | None = Field(
+        None, description='an object with a "type" ("text"; json_object and json_schema are not offered)'
+    )
     max_tokens: int | None = _count("the longest reply in tokens")
     max_completion_tokens: int | None = _count("the longest reply in tokens; another name of max_tokens")
     temperature: float | None = Field(
@@ -128,6 +154,24 @@ class ChatRequest(BaseModel):
         rule = cls.model_fields[name].description
         raise ApiError(400, f"'{name}' must be {rule} ({where}: {msg})", param=where)
 
+    def refuse_unsupported(self) -> None:
+        """ApiError(400) for what a client may ask and this server does not do (rather than silently doing
+        something else): log probabilities, JSON mode, several streamed choices."""
+        if self.logprobs or self.top_logprobs:
+            raise ApiError(400, "logprobs and top_logprobs are not offered by this server", param="logprobs")
+        kind = self.response_format.type if self.response_format else "text"
+        if kind != "text":
+            raise ApiError(
+                400,
+                f"response_format {kind!r} is not offered: replies are plain text (ask for JSON in the prompt)",
+                param="response_format",
+            )
+        if self.n > 1 and self.stream:
+            raise ApiError(400, "n > 1 is answered without streaming only (stream: false)", param="n")
+
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
     def prompt_messages(self) -> list[dict[str, Any]]:
         """The messages as plain dicts (text parts joined), for the engine."""
         return [{k: v for k, v in m.model_dump().items() if v is not None} for m in self.messages]
@@ -141,7 +185,12 @@ class ChatRequest(BaseModel):
     def overrides(self) -> dict[str, Any]:
         """The generation settings asked for (None: the server's), in GenerationSettings' names."""
         longest = self.max_tokens if self.max_tokens is not None else self.max_completion_tokens
-        return {"temperature": self.temperature, "top_p": self.top_p, "max_new_tokens": longest}
+        return {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_new_tokens": longest,
+            "seed": self.seed,
+        }
 
 
 class _Compact(BaseModel):
@@ -191,6 +240,7 @@ class Choice(BaseModel):
     index: int = 0
     message: AssistantMessage
     finish_reason: str
+    logprobs: None = None  # as OpenAI writes it when none were asked for
 
 
 class ChatCompletion(BaseModel):
@@ -223,11 +273,17 @@ class ChatCompletionChunk(_Compact):
     usage: Usage | None = None  # in the last chunk
 
 
-def completion(
-    rid: str, created: int, model: str, reply: Any, content: str | None, calls: list[dict] | None
-) -> ChatCompletion:
-    """The answer to a non-streaming request: the reply's content, or its function calls."""
-    message = AssistantMessage(content=content, tool_calls=[ToolCall(**c) for c in calls] if calls else None)
-    finish = "tool_calls" if calls else reply.finish_reason
-    choice = Choice(message=message, finish_reason=finish)
-    return ChatCompletion(id=rid, created=created, model=model, choices=[choice], usage=Usage.of(reply))
+def completion(rid: str, created: int, model: str, replies: list[tuple[Any, Any]]) -> ChatCompletion:
+    """The answer to a non-streaming request: for each (reply, (content, calls)), a choice with the reply's
+    content or its function calls; the usage counts the prompt once and every choice's tokens."""
+    choices = []
+    for k, (reply, (content, calls)) in enumerate(replies):
+        tool_calls = [ToolCall(**c) for c in calls] if calls else None
+        message = AssistantMessage(content=content, tool_calls=tool_calls)
+        choices.append(
+            Choice(index=k, message=message, finish_reason="tool_calls" if calls else reply.finish_reason)
+        )
+    prompt = replies[0][0].prompt_tokens
+    done = sum(reply.completion_tokens for reply, _ in replies)
+    usage = Usage(prompt_tokens=prompt, completion_tokens=done, total_tokens=prompt + done)
+    return ChatCompletion(id=rid, created=created, model=model, choices=choices, usage=usage)

@@ -11,6 +11,7 @@ SIGTERM cancels every generation, so the server stops within seconds.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sys
 import time
@@ -53,6 +54,7 @@ def create_app(
     slots = Slots(max_waiting + 1)  # one generating + max_waiting queued
     app.state.slots = slots
     model_id = os.path.basename(str(engine.name).rstrip("/")) or str(engine.name)
+    names = {model_id, str(engine.name)}  # what a request's `model` may say
     keyed = [Depends(KeyCheck(api_key))]
     read_body = JsonBody(max_body_bytes)
 
@@ -89,6 +91,14 @@ def create_app(
 
     @app.post("/v1/chat/completions", dependencies=keyed)
     async def completions(request: Request, req: ChatRequest = Depends(chat_request)):
+        if req.model is not None and req.model not in names:
+            raise ApiError(
+                404,
+                f"the model {req.model!r} is not served here; this server serves {model_id!r}",
+                param="model",
+                code="model_not_found",
+            )
+        req.refuse_unsupported()
         messages, tools = req.prompt_messages(), req.prompt_tools()
         try:  # the prompt is checked (and encoded) off the event loop, before a slot is taken
             _, settings = await asyncio.to_thread(engine.prepare, messages, tools=tools, **req.overrides())
@@ -96,34 +106,46 @@ def create_app(
             raise ApiError(400, str(exc), param="messages", code="context_length_exceeded") from None
         except TuneboardError as exc:
             raise ApiError(400, str(exc)) from None
-        cancel = slots.try_acquire()
-        if cancel is None:
+        cancels = [slots.try_acquire() for _ in range(req.n)]  # one slot per choice: each is a generation
+        if None in cancels:
+            for cancel in cancels:
+                if cancel is not None:
+                    slots.release(cancel)
             if slots.closing:
                 raise ApiError(503, SHUTTING_DOWN, "server_error", headers={"Retry-After": "5"})
             raise ApiError(
                 429, "the server is busy; retry shortly", "rate_limit_error", headers={"Retry-After": "1"}
             )
         rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        reader = engine.call_reader(tools)
         gen = {"stop": req.stop, "tools": tools, "settings": settings}
         if req.stream:
             # the generation thread starts now and owns the slot: it is released however the response ends,
             # even when the client leaves before the first byte is sent
-            stream = Stream(engine, messages, gen, slots, cancel)
-            return EventStream(events(stream, reader, rid, created, model_id, slots), cancel)
-        watcher = asyncio.create_task(cancel_on_disconnect(request, cancel))
+            stream = Stream(engine, messages, gen, slots, cancels[0])
+            reader = engine.call_reader(tools)
+            body = events(stream, reader, rid, created, model_id, slots, req.include_usage())
+            return EventStream(body, cancels[0])
+
+        def choice(k: int, cancel: Any) -> Any:
+            seeded = (
+                settings if settings.seed is None else dataclasses.replace(settings, seed=settings.seed + k)
+            )
+            return asyncio.to_thread(engine.chat, messages, cancel=cancel, **(gen | {"settings": seeded}))
+
+        watcher = asyncio.create_task(cancel_on_disconnect(request, cancels))
         try:
-            reply = await asyncio.to_thread(engine.chat, messages, cancel=cancel, **gen)
+            replies = await asyncio.gather(*(choice(k, c) for k, c in enumerate(cancels)))
         except TuneboardError as exc:
             raise ApiError(500, str(exc), "server_error") from None
         finally:
             watcher.cancel()
-            cancel.set()  # also when this task is cancelled: the generation thread stops
-            slots.release(cancel)
-        if reply.finish_reason == "cancelled" and slots.closing:
+            for cancel in cancels:
+                cancel.set()  # also when this task is cancelled: the generation threads stop
+                slots.release(cancel)
+        if any(r.finish_reason == "cancelled" for r in replies) and slots.closing:
             raise ApiError(503, SHUTTING_DOWN, "server_error", headers={"Retry-After": "5"})
-        content, calls = reader.read(reply.text)
-        return JSONResponse(completion(rid, created, model_id, reply, content, calls).model_dump())
+        read = [(r, engine.call_reader(tools).read(r.text)) for r in replies]
+        return JSONResponse(completion(rid, created, model_id, read).model_dump())
 
     return app
 

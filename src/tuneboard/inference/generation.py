@@ -15,7 +15,7 @@ from typing import Any
 from ..config import Config
 from ..errors import TuneboardError
 
-# the config's generation keys (config.py declares them); min_new_tokens only comes with a request
+# the config's generation keys (config.py declares them); min_new_tokens and seed only come with a request
 CONFIG_KEYS = (
     "max_new_tokens",
     "do_sample",
@@ -34,6 +34,7 @@ _RULES: dict[str, tuple[type, float, bool, float | None, str]] = {
     "top_k": (int, 0, True, None, "an integer >= 0 (0: no limit)"),
     "repetition_penalty": (float, 0, False, None, "a number > 0"),
     "num_beams": (int, 1, True, None, "an integer >= 1"),
+    "seed": (int, -(2**63), True, 2**63 - 1, "a 64-bit integer"),
 }
 
 
@@ -47,6 +48,7 @@ class GenerationSettings:
     repetition_penalty: float
     num_beams: int
     min_new_tokens: int = 0
+    seed: int | None = None  # the sampling seed of one reply (None: a fresh one each time)
 
     @classmethod
     def from_config(cls, cfg: Config, **request: Any) -> GenerationSettings:
@@ -86,7 +88,8 @@ class GenerationSettings:
         if self.num_beams > 1:
             raise TuneboardError("infer_backend: vllm does not do beam search here; set num_beams: 1")
         sampled = self.do_sample
-        return {
+        seeded = {"seed": self.seed} if self.seed is not None else {}
+        return seeded | {
             "temperature": self.temperature if sampled else 0.0,
             "top_p": self.top_p if sampled else 1.0,
             "top_k": self.top_k if sampled and self.top_k > 0 else -1,
