@@ -236,3 +236,18 @@ def test_language_switch(page, shots):
     shot(page, shots, "train-zh")
     pick(page, "lang", "English")
     expect(page.get_by_role("tab", name="Train")).to_be_visible()
+
+
+def test_environment_tab_reports_the_machine_and_the_estimate(page, shots):
+    """The tutorial's step 2: the machine report and the memory estimate of the top bar's model, per method."""
+    pick(page, "model", "builtin:tiny")
+    go(page, "Environment")
+    pick(page, "env-method", "full")
+    page.locator("#env-check").click()
+    expect(page.locator("#env-report")).to_contain_text("CPU")
+    expect(page.locator("#env-report")).to_contain_text("torch")
+    expect(page.locator("#env-estimate")).to_contain_text("Memory estimate: full")
+    shot(page, shots, "env")
+    fill(page, "model", "no/such-model-here")
+    page.locator("#env-check").click()
+    expect(page.locator("#env-estimate")).to_contain_text("cannot size")

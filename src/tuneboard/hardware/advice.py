@@ -116,6 +116,10 @@ def advise(est: Estimate, gpus: list[dict], ram: int | None = None) -> list[str]
 def model_advice(model: str, report: dict, method: str | None, cutoff_len: int, batch_size: int) -> str:
     """`tuneboard env --model`: the memory estimate of each method (one if asked) and what fits this machine.
     QLoRA is left out without a GPU (bitsandbytes' 4-bit kernels need CUDA)."""
+    if model.startswith("builtin:"):  # sized from its cached directory (built once, in seconds)
+        from ..model import tiny
+
+        model = str(tiny.ensure())
     try:
         params, shape = resolve_model(model)
     except (ValueError, OSError) as exc:

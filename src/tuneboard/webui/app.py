@@ -1,4 +1,4 @@
-"""`tuneboard webui`: the whole tutorial in the browser (data -> train -> evaluate -> chat -> export),
+"""`tuneboard webui`: the whole tutorial in the browser (data -> train -> evaluate -> chat -> export, and the environment check),
 in Chinese and English.
 
 Interface layer (gradio). It adds no training, data or generation logic: the Data tab calls
@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 
 from .. import rundir
-from . import tab_chat, tab_data, tab_eval, tab_export, tab_train, topbar
+from . import tab_chat, tab_data, tab_env, tab_eval, tab_export, tab_train, topbar
 from .common import Ctx, refresh_pickers
 from .locales import DEFAULT, normalize, t
 from .paths import Workspace
@@ -76,6 +76,7 @@ def build_app(root: str | Path | None = None, lang: str = DEFAULT) -> gr.Blocks:
             evaluate = tab_eval.build(ctx)
             chat = tab_chat.build(ctx)
             export = tab_export.build(ctx)
+            tab_env.build(ctx)
         seen = gr.State({})
         timer = gr.Timer(1.0)
         panels = [("train", tab_train, train), ("eval", tab_eval, evaluate), ("export", tab_export, export)]
