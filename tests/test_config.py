@@ -143,7 +143,7 @@ def test_unknown_key_without_a_close_one():
             {"finetuning_type": "lorra"},
             "'finetuning_type' is 'lorra'; expected one of lora, oft, freeze, full; did you mean 'lora'?",
         ),
-        ({"stage": "dpo"}, "stage 'dpo' is not supported yet"),
+        ({"stage": "ppo"}, "stage 'ppo' is not supported yet"),
         ({"bf16": True, "fp16": True}, "set only one of 'bf16' and 'fp16'"),
         ({"val_size": 1.5}, "'val_size' is a fraction below 1 or a whole number of records"),
         ({"warmup_ratio": 1.0}, "'warmup_ratio' must be in [0, 1)"),

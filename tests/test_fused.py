@@ -11,7 +11,7 @@ from torch import nn
 from tuneboard.data.collate import PadCollator, PaddingFreeCollator
 from tuneboard.model import fused
 from tuneboard.model.attention import use_packed_attention
-from tuneboard.train.trainer import labelled_loss
+from tuneboard.train.stages.sft import labelled_loss
 
 
 def tiny_model(lora: dict | None = None):

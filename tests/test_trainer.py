@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tuneboard.data.collate import PadCollator
-from tuneboard.train.trainer import labelled_loss
+from tuneboard.train.stages.sft import labelled_loss
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_group_by_length_pads_less(model, tmp_path):
     from tuneboard.data.tokenize import EncodeStats
     from tuneboard.model import tiny
     from tuneboard.train.arguments import training_args
-    from tuneboard.train.trainer import SFTTrainer
+    from tuneboard.train.stages.sft import SFTTrainer
 
     g = torch.Generator().manual_seed(0)
     rows = [list(range(10, 10 + int(n))) for n in torch.randint(4, 300, (96,), generator=g)]

@@ -113,7 +113,7 @@ def samples(tiny_tokenizer):
 
 
 def loss_and_grads(model, batch):
-    from tuneboard.train.trainer import labelled_loss
+    from tuneboard.train.stages.sft import labelled_loss
 
     model.zero_grad(set_to_none=True)
     loss, n_valid = labelled_loss(model, dict(batch))
@@ -138,7 +138,7 @@ def test_padding_free_loss_and_gradients_equal_padded(tiny_model, tiny_tokenizer
 
 def test_the_comparison_detects_attention_across_samples(tiny_model, tiny_tokenizer, samples):
     """The equality above is not vacuous: a plain causal mask over the row (samples see each other) differs."""
-    from tuneboard.train.trainer import labelled_loss
+    from tuneboard.train.stages.sft import labelled_loss
 
     padded = PadCollator(pad_id=tiny_tokenizer.pad_token_id)(samples)
     leaky = PaddingFreeCollator()(samples)

@@ -92,13 +92,13 @@ import sys, time
 from pathlib import Path
 from tuneboard.train import trainer
 marker, step = Path(sys.argv[1]), int(sys.argv[2])
-save_rng_state = trainer.SFTTrainer._save_rng_state
+save_rng_state = trainer.BaseTrainer._save_rng_state
 def held_up(self, output_dir):
     save_rng_state(self, output_dir)
     if self.state.global_step == step:
         marker.write_text(output_dir)
         time.sleep(600)
-trainer.SFTTrainer._save_rng_state = held_up
+trainer.BaseTrainer._save_rng_state = held_up
 from tuneboard.cli.main import main
 sys.exit(main(sys.argv[3:]))
 """

@@ -92,7 +92,7 @@ def test_finished_run_is_not_overwritten(workspace, small_lora, capsys):
 
 
 def test_unsupported_stage_and_unknown_key(workspace, capsys):
-    cfg = write_yaml(workspace / "dpo.yaml", stage="dpo", dataset="identity")
+    cfg = write_yaml(workspace / "dpo.yaml", stage="ppo", dataset="identity")
     assert tuneboard(["train", str(cfg)]) == 1
     assert "not supported yet" in capsys.readouterr().err
     cfg = write_yaml(workspace / "typo.yaml", lora_rnak=8, dataset="identity")

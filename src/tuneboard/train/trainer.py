@@ -1,8 +1,8 @@
-"""The HF Trainer, specialised: tuneboard's collators, a loss that projects only labelled positions to the
-vocabulary, token counting, Ctrl-C handling, checkpoints written under a temporary name and renamed when
-complete, and the final outputs (model, tokenizer, results, plot).
+"""The HF Trainer, specialised for every stage: tuneboard's collators, token counting, extra metrics
+(`record`), Ctrl-C handling, checkpoints written under a temporary name and renamed when complete, and the
+final outputs (model, tokenizer, results, plot). Each stage (stages/sft.py, dpo.py, kto.py, rm.py) adds its loss.
 
-Training layer (train.py builds it).
+Training layer (train/workflow.py builds it through `stages.stage_trainer`).
 """
 
 from __future__ import annotations
@@ -21,67 +21,23 @@ from .. import rundir
 from ..config import Config
 from ..data.collate import PadCollator, PaddingFreeCollator
 from ..data.pipeline import DataBundle
-from ..data.tokenize import IGNORE
 from ..errors import TuneboardError
 from ..files import fsync_tree, replace_dir, write_error
 from ..model.adapters import save_pissa_converted
 from ..model.attention import use_packed_attention
-from ..model.fused import fuse_mlps, hidden_states_out, linear_cross_entropy, plain_head
+from ..model.fused import fuse_mlps
 from .callbacks import Interrupt, JsonlLogger, ProgressBar, ProgressWriter, TokenCounter
 from .optimizer import build as build_optimizer
 
 
-def labelled_loss(
-    model: Any, inputs: dict[str, Any], num_items: Any = None, fused: bool = False
-) -> tuple[Any, int]:
-    """Cross-entropy over positions whose next token carries a label.
-
-    Hidden states of prompt and padding positions are never projected to the vocabulary: the model
-    is asked only for `logits_to_keep` = the labelled positions (a tensor of indices, shared by the rows
-    of the batch), which saves the lm_head matmul and the [T, V] logits of every unlabelled position.
-    `fused`: where the head is plain (fused.plain_head), the model returns those positions' hidden states and
-    fused.linear_cross_entropy projects them in chunks, so no [positions, V] tensor is kept for backward.
-    """
-    labels = inputs.pop("labels")
-    targets = labels[:, 1:]
-    valid = targets.ne(IGNORE)
-    keep = valid.any(dim=0).nonzero(as_tuple=True)[0]
-    n_valid = int(valid.sum())
-    if n_valid == 0:  # nothing to learn in this batch (cannot happen after tokenize.py's filter)
-        out = model(**inputs, logits_to_keep=1)
-        return out.logits.sum() * 0.0, 0
-    tgt = targets[:, keep]
-    head = plain_head(model) if fused and torch.is_grad_enabled() else None
-    if head is not None:
-        with hidden_states_out(head):
-            hidden = model(**inputs, logits_to_keep=keep, use_cache=False).logits
-        loss = linear_cross_entropy(hidden.reshape(-1, hidden.size(-1)), head, tgt.reshape(-1))
-    else:
-        logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits.float()
-        loss = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.size(-1)), tgt.reshape(-1), ignore_index=IGNORE, reduction="sum"
-        )
-    denom = num_items if num_items is not None else n_valid
-    if isinstance(denom, torch.Tensor):
-        denom = denom.to(loss.device)
-    return loss / denom, n_valid
-
-
-class SFTTrainer(Trainer):
+class BaseTrainer(Trainer):
     def __init__(self, model: Any, args: Any, data: DataBundle, tokenizer: Any, cfg: Config) -> None:
-        if data.padding_free:
-            attn = getattr(model.config, "_attn_implementation", "")
-            if attn == "sdpa":
-                use_packed_attention(model)
-            collator: Any = PaddingFreeCollator(flash=attn == "flash_attention_2", varlen=attn == "sdpa")
-        else:
-            collator = PadCollator(pad_id=tokenizer.pad_token_id)
         super().__init__(
             model=model,
             args=args,
             train_dataset=data.train,
             eval_dataset=data.eval,
-            data_collator=collator,
+            data_collator=self.make_collator(model, data, tokenizer),
             processing_class=tokenizer,
         )
         self.cfg = cfg
@@ -94,6 +50,7 @@ class SFTTrainer(Trainer):
             fuse_mlps(model)
         self.counter = TokenCounter()
         self.interrupt = Interrupt()
+        self._extra: dict[str, dict[str, list[float]]] = {}  # record(): metrics waiting for the next log
         self.remove_callback(PrinterCallback)
         self.remove_callback(ProgressCallback)
         out = args.output_dir
@@ -117,23 +74,51 @@ class SFTTrainer(Trainer):
             return LengthGroupedSampler(size, lengths=ds.lengths().tolist())
         return super()._get_train_sampler(train_dataset)
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if model.training:
-            mask = inputs.get("attention_mask")
-            n_tokens = int(inputs["input_ids"].numel() if mask is None or mask.dim() == 4 else mask.sum())
-            self.counter.tokens += n_tokens
-        self.loss_is_scaled_for_ga = num_items_in_batch is not None
-        loss, n_valid = labelled_loss(model, dict(inputs), num_items_in_batch, fused=self.fused)
-        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
-            # num_items_in_batch counts every rank's tokens and DDP averages the gradients: undo the average
-            loss = loss * self.accelerator.num_processes
-        if model.training:
-            self.counter.trained += n_valid
-        return (loss, None) if return_outputs else loss
+    def make_collator(self, model: Any, data: DataBundle, tokenizer: Any) -> Any:
+        """Padded rows, or padding-free rows (per-sample attention) when data.padding_free; stages with pairs
+        override it."""
+        if data.padding_free:
+            attn = getattr(model.config, "_attn_implementation", "")
+            if attn == "sdpa":
+                use_packed_attention(model)
+            return PaddingFreeCollator(flash=attn == "flash_attention_2", varlen=attn == "sdpa")
+        return PadCollator(pad_id=tokenizer.pad_token_id)
+
+    def count_tokens(self, inputs: dict[str, Any]) -> None:
+        """Count the tokens of a training batch (for tokens/s); `mask` rows of 1 for real tokens or a 4D mask."""
+        mask = inputs.get("attention_mask")
+        self.counter.tokens += int(
+            inputs["input_ids"].numel() if mask is None or mask.dim() == 4 else mask.sum()
+        )
+
+    def record(self, metrics: dict[str, Any], training: bool) -> None:
+        """Extra metrics of one batch (rewards, log-probs, ...): averaged over the batches since the last log and
+        logged with the loss (`eval_` prefixed in evaluation)."""
+        store = self._extra.setdefault("train" if training else "eval", {})
+        for name, value in metrics.items():
+            store.setdefault(name, []).append(
+                float(value.detach().mean() if hasattr(value, "detach") else value)
+            )
+
+    def _flush_records(self, logs: dict[str, float]) -> None:
+        kind = "eval" if any(k.startswith("eval_") for k in logs) else "train"
+        store = self._extra.pop(kind, {})
+        prefix = "eval_" if kind == "eval" else ""
+        for name, values in store.items():
+            (total,) = self._all_ranks_float(sum(values) / max(len(values), 1))
+            logs[prefix + name] = round(total / self.accelerator.num_processes, 6)
+
+    def _all_ranks_float(self, *values: float) -> list[float]:
+        if self.accelerator.num_processes == 1:
+            return list(values)
+        summed = self.accelerator.reduce(torch.tensor(values, device=self.args.device), "sum")
+        return [float(x) for x in summed.tolist()]
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         if "loss" in logs:  # a training log: every rank gets here at the same step (the loss was gathered)
             (self.counter.all_tokens,) = self._all_ranks(self.counter.tokens)
+        if "loss" in logs or "eval_loss" in logs:
+            self._flush_records(logs)
         super().log(logs, *args, **kwargs)
 
     def _all_ranks(self, *counts: int) -> list[int]:

@@ -114,7 +114,7 @@ def run(cfg: Config, conversations: tuple[list[Any], list[Any]] | None = None) -
 
     from transformers import set_seed
 
-    from .trainer import SFTTrainer
+    from .stages import stage_trainer
 
     set_seed(cfg.seed)  # before the adapters are created: LoRA's initial weights come from this RNG
     model = load_model(source.base_dir, cfg, dtype=weight_dtype(cfg, precision))
@@ -123,7 +123,7 @@ def run(cfg: Config, conversations: tuple[list[Any], list[Any]] | None = None) -
     out = Path(cfg.output_dir)
     if cfg.overwrite_output_dir and not resume and is_main_process():
         clear_previous_run(out)
-    trainer = SFTTrainer(model=model, args=args, data=data, tokenizer=tokenizer, cfg=cfg)
+    trainer = stage_trainer(cfg)(model=model, args=args, data=data, tokenizer=tokenizer, cfg=cfg)
     summary(cfg, model, data, args, precision, source.base_name)
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
