@@ -177,3 +177,39 @@ def test_sigterm_stops_the_server_within_seconds_while_it_generates():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_max_concurrent_and_max_waiting_bound_admission_and_health_reports_them(tiny_engine):
+    from fastapi.testclient import TestClient
+
+    from tuneboard.api.server import create_app
+
+    app = create_app(tiny_engine, max_concurrent=2, max_waiting=1)
+    body = {"messages": WHO, "max_tokens": 4, "temperature": 0}
+    alone = tiny_engine.chat(WHO, max_new_tokens=4, temperature=0).text
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        health = client.get("/health").json()
+        assert health["max_concurrent"] == 2 and health["max_waiting"] == 1 and health["slots"] == 3
+        assert {"batch", "waiting", "admitted"} <= set(health)
+        replies: list[httpx.Response] = []
+        with tiny_engine.lock:  # the model is busy: admitted requests wait for it
+            threads = [
+                threading.Thread(
+                    target=lambda: replies.append(client.post("/v1/chat/completions", json=body))
+                )
+                for _ in range(3)
+            ]
+            for t in threads:
+                t.start()
+            end = time.time() + 30
+            while app.state.slots.free:
+                assert time.time() < end, "the three requests were never admitted"
+                time.sleep(0.02)
+            assert client.get("/health").json()["admitted"] == 3
+            busy = client.post("/v1/chat/completions", json=body)  # the fourth is beyond both bounds
+            assert busy.status_code == 429 and float(busy.headers["retry-after"]) > 0
+            assert busy.json()["error"]["type"] == "rate_limit_error"
+        for t in threads:
+            t.join(60)
+    assert [r.status_code for r in replies] == [200, 200, 200]
+    assert {r.json()["choices"][0]["message"]["content"] for r in replies} == {alone}

@@ -174,6 +174,12 @@ class Config(MethodKeys):  # the method keys (DoRA, PiSSA, LoRA+, OFT, GaLore, .
     top_k: int = _gen(50, "sample from the k most likely tokens (0: no limit)")
     repetition_penalty: float = _gen(1.0, "above 1 discourages repeating tokens")
     num_beams: int = _gen(1, "beam search width (1: none)")
+    max_concurrent: int = _api(
+        16, "tuneboard api, web chat: replies generated together, sharing each forward pass (the batch size)"
+    )
+    max_waiting: int = _api(
+        64, "tuneboard api: requests queued beyond max_concurrent; the rest are answered 429 with Retry-After"
+    )
     api_allowed_hosts: str | None = _api(
         None,
         "tuneboard api: Host names it answers besides localhost and its bind address, comma-separated "
@@ -236,12 +242,13 @@ CHOICES = {name: f.metadata["choices"] for name, f in KEYS.items() if f.metadata
 POSITIVE = {
     "cutoff_len", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
     "lora_rank", "logging_steps", "save_steps", "max_new_tokens", "num_beams", "vllm_maxlen",
-    "vllm_max_lora_rank",
+    "vllm_max_lora_rank", "max_concurrent",
 }  # fmt: skip
 NON_NEGATIVE = {
     "learning_rate", "num_train_epochs", "warmup_steps", "weight_decay", "max_grad_norm", "lora_dropout",
     "temperature", "top_p", "top_k", "val_size", "dataloader_num_workers", "freeze_trainable_layers",
     "export_size", "pref_beta", "pref_ftx", "simpo_gamma", "kto_chosen_weight", "kto_rejected_weight",
+    "max_waiting",
 }  # fmt: skip
 
 

@@ -119,7 +119,7 @@ def test_queue_bound_answers_429(engine):
 
     from tuneboard.api.server import create_app
 
-    app = create_app(engine, max_waiting=0)
+    app = create_app(engine, max_waiting=0, max_concurrent=1)
     with TestClient(app, base_url="http://127.0.0.1") as client:
         gate = engine.lock
         gate.acquire()  # the model is busy: the one slot is taken by a request waiting on the lock

@@ -2,8 +2,8 @@
 
 Interface layer: routes only. The request and reply shapes are protocol.py's, the checks at the door
 guards.py's, admission, cancellation and streaming generations.py's; the prompt, its settings and the
-reading of function calls are the engine's (inference/). One model, generation serialised by the engine;
-at most `max_waiting` requests queue behind it, the rest get 429 with Retry-After. A client that leaves
+reading of function calls are the engine's (inference/). One model; `max_concurrent` requests generate
+together (the engine batches them), at most `max_waiting` more queue, the rest get 429 with Retry-After. A client that leaves
 (mid-stream, while it waits, or before a non-streaming reply) cancels its generation and frees its slot;
 SIGTERM cancels every generation, so the server stops within seconds.
 """
@@ -38,20 +38,25 @@ SHUTDOWN_GRACE_S = 5  # after SIGTERM, requests still running after this long ar
 def create_app(
     engine: Any,
     api_key: str | None = None,
-    max_waiting: int = 16,
+    max_waiting: int = Config.max_waiting,
+    max_concurrent: int | None = None,
     *,
     bound_host: str = "127.0.0.1",
     allowed_hosts: Iterable[str] = (),
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> Any:
-    """The app over `engine`. It answers Host headers naming `bound_host`, localhost and `allowed_hosts`."""
+    """The app over `engine`. It admits `max_concurrent` generations at once (default: the engine's batch
+    size) and `max_waiting` more in a queue; beyond them, 429. It answers Host headers naming `bound_host`,
+    localhost and `allowed_hosts`."""
     app = FastAPI(
         title="tuneboard API",
         docs_url=None,
         redoc_url=None,
         dependencies=[Depends(HostCheck(bound_host, allowed_hosts))],
     )
-    slots = Slots(max_waiting + 1)  # one generating + max_waiting queued
+    if max_concurrent is None:
+        max_concurrent = getattr(engine, "max_batch", 1)
+    slots = Slots(max_concurrent + max_waiting)
     app.state.slots = slots
     model_id = os.path.basename(str(engine.name).rstrip("/")) or str(engine.name)
     names = {model_id, str(engine.name)}  # what a request's `model` may say
@@ -80,7 +85,17 @@ def create_app(
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": model_id, "slots_free": slots.free, "slots": slots.capacity}
+        load = engine.load() if hasattr(engine, "load") else {}
+        return {
+            "status": "ok",
+            "model": model_id,
+            "slots_free": slots.free,
+            "slots": slots.capacity,
+            "max_concurrent": max_concurrent,
+            "max_waiting": max_waiting,
+            "admitted": slots.capacity - slots.free,  # generating or queued
+            **load,  # the engine's own: "batch" (generating now), "waiting" (queued for the batch)
+        }
 
     @app.get("/v1/models", dependencies=keyed)
     async def models():
@@ -178,7 +193,12 @@ def run(cfg: Config, host: str | None = None, port: int | None = None) -> int:
         )
     engine = make_engine(cfg)
     app = create_app(
-        engine, api_key=api_key, bound_host=host, allowed_hosts=split_names(cfg.api_allowed_hosts)
+        engine,
+        api_key=api_key,
+        max_waiting=cfg.max_waiting,
+        max_concurrent=cfg.max_concurrent,
+        bound_host=host,
+        allowed_hosts=split_names(cfg.api_allowed_hosts),
     )
     print(f"tuneboard API on http://{host}:{port}/v1 (model {engine.name})", flush=True)
     serve(app, host, port)

@@ -1,6 +1,8 @@
-"""ChatEngine: the engine contract on transformers' `generate`, streaming through a text streamer.
+"""ChatEngine: the engine contract on transformers. Concurrent replies are generated together by
+batching.Batcher (dynamic batching: they share each forward pass, up to `max_concurrent`); beam search goes
+through `generate`, one reply at a time, under the same lock that each batch step takes.
 
-Inference layer (backend). Generation on one model is serialised by a lock, so concurrent callers never mix replies.
+Inference layer (backend).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Config
+from .batching import DONE, Batcher, Job
 from .engine import Engine, Reply, context_window
 from .generation import GenerationSettings
 from .stops import first_stop, releasable
@@ -43,7 +46,9 @@ class ChatEngine(Engine):
             self.loaded.template,
         )
         self.stop_ids = stop_token_ids(self.tokenizer, self.template)
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # held for each batch step and for a whole beam search
+        self.batcher = Batcher(self.model, self.tokenizer, self.stop_ids, cfg.max_concurrent, self.lock)
+        self.max_batch = self.batcher.max_batch
         self.name = cfg.model_name_or_path
         text_config = self.model.config.get_text_config()
         self.context_length = context_window(
@@ -65,86 +70,70 @@ class ChatEngine(Engine):
         setting `cancel` (or closing the generator) stops generation and frees the model. `tools`: function
         definitions (OpenAI form) the template writes into the prompt. `settings`, or else the config's with
         the overrides in `gen` (max_new_tokens=..., temperature=...)."""
-        import torch
-        from transformers import StoppingCriteriaList
-
         reply = reply if reply is not None else Reply()
         ids, settings = self.prepare(messages, system, tools, settings, **gen)
         reply.prompt_tokens = len(ids)
-        kw = settings.generate_kwargs()
-        stopper = _Cancel(cancel)
-        streamer = _CountingStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=None)
-        inputs = torch.tensor([ids], device=self.model.device)
-        errors: list[BaseException] = []
+        if settings.num_beams > 1:
+            yield from self._beams(ids, settings, stop, reply, cancel)
+            return
+        job = Job(ids, settings, cancel)
+        self.batcher.submit(job)
+        text, emitted = "", 0
+        try:
+            while (piece := job.out.get()) is not DONE:
+                if isinstance(piece, BaseException):
+                    raise piece
+                text, safe, hit = releasable(text + piece, stop)
+                if safe > emitted:
+                    yield text[emitted:safe]
+                    emitted = safe
+                if hit:
+                    break
+            if emitted < len(text):
+                yield text[emitted:]
+        finally:
+            job.halt.set()  # consumer gone or done: the batch drops the reply at its next step
+            job.done.wait()
+        self._finish(reply, text, len(job.tokens), settings, stop, cancel)
 
-        def work() -> None:
-            try:
-                with torch.inference_mode():
-                    self.model.generate(
-                        input_ids=inputs,
-                        attention_mask=torch.ones_like(inputs),
-                        streamer=streamer,
-                        eos_token_id=self.stop_ids or None,
-                        pad_token_id=self.tokenizer.pad_token_id,
-                        stopping_criteria=StoppingCriteriaList([stopper]),
-                        **kw,
-                    )
-            except BaseException as exc:  # surfaced to the consumer below
-                errors.append(exc)
-                streamer.end()
+    def load(self) -> dict[str, int]:
+        """What /health reports: replies generating together now, and jobs waiting to join them."""
+        return self.batcher.load()
+
+    @staticmethod
+    def _finish(
+        reply: Reply, text: str, count: int, settings: GenerationSettings, stop: Any, cancel: Any
+    ) -> None:
+        reply.text, reply.completion_tokens = text, count
+        if cancel is not None and cancel.is_set():
+            reply.finish_reason = "cancelled"
+        elif count >= settings.max_new_tokens and first_stop(text, stop) is None:
+            reply.finish_reason = "length"
+
+    def _beams(
+        self, ids: list[int], settings: GenerationSettings, stop: Any, reply: Reply, cancel: Any
+    ) -> Iterator[str]:
+        """Beam search: `generate`, alone on the model; the reply comes whole (transformers streams no
+        beams: the best one is known only at the end)."""
+        import torch
+        from transformers import StoppingCriteriaList
 
         with self.lock:
             if cancel is not None and cancel.is_set():  # cancelled while it waited for the model
                 reply.finish_reason = "cancelled"
                 return
-            thread = threading.Thread(target=work, daemon=True)
-            thread.start()
-            text = ""
-            emitted = 0
-            try:
-                for piece in streamer:
-                    text, safe, hit = releasable(text + piece, stop)
-                    if hit:
-                        stopper.flag.set()
-                    if safe > emitted:
-                        yield text[emitted:safe]
-                        emitted = safe
-                    if hit:
-                        break
-                if emitted < len(text):
-                    yield text[emitted:]
-            finally:
-                stopper.flag.set()  # consumer gone or done: stop generating
-                thread.join()
-            if errors:
-                raise errors[0]
-            reply.text = text
-            reply.completion_tokens = streamer.count
-            if cancel is not None and cancel.is_set():
-                reply.finish_reason = "cancelled"
-            elif streamer.count >= settings.max_new_tokens and first_stop(text, stop) is None:
-                reply.finish_reason = "length"
-
-
-def _counting_streamer_class() -> type:
-    from transformers import TextIteratorStreamer
-
-    class CountingStreamer(TextIteratorStreamer):
-        """Counts generated tokens (the prompt is skipped) while streaming text."""
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.count = 0
-            self._seen_prompt = False
-
-        def put(self, value: Any) -> None:
-            if self._seen_prompt:
-                self.count += int(value.numel()) if value.dim() == 1 else int(value.shape[-1])
-            self._seen_prompt = True
-            super().put(value)
-
-    return CountingStreamer
-
-
-def _CountingStreamer(*args: Any, **kwargs: Any) -> Any:  # noqa: N802 - a lazily built class
-    return _counting_streamer_class()(*args, **kwargs)
+            inputs = torch.tensor([ids], device=self.model.device)
+            with torch.inference_mode():
+                out = self.model.generate(
+                    input_ids=inputs,
+                    attention_mask=torch.ones_like(inputs),
+                    eos_token_id=self.stop_ids or None,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    stopping_criteria=StoppingCriteriaList([_Cancel(cancel)]),
+                    **settings.generate_kwargs(),
+                )
+        tokens = out[0, len(ids) :]
+        text, _, _ = releasable(self.tokenizer.decode(tokens, skip_special_tokens=True), stop, final=True)
+        if text:
+            yield text
+        self._finish(reply, text, int(tokens.numel()), settings, stop, cancel)
