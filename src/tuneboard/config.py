@@ -25,7 +25,6 @@ from .method_keys import validate as validate_methods
 
 STAGES = ("sft", "pt", "dpo", "kto", "rm")
 STAGES_NOT_YET = {"ppo", "pt", "dpo", "kto", "rm"}
-PREF_LOSSES = ("sigmoid", "hinge", "ipo", "orpo", "simpo")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 # one field maker per group: `name: type = _train(default, help, choices)` is the whole declaration of a key
@@ -73,23 +72,6 @@ class Config(MethodKeys):  # the method keys (DoRA, PiSSA, LoRA+, OFT, GaLore, .
         "lora (small adapters), oft (orthogonal adapters), freeze (last layers) or full (every weight)",
         ("lora", "oft", "freeze", "full"),
     )
-    pref_beta: float = _method(
-        0.1, "dpo/kto: beta, how far the policy may move from the reference (higher: less)"
-    )
-    pref_loss: str = _method(
-        "sigmoid",
-        "dpo: preference loss: sigmoid (DPO), hinge, ipo, orpo (no reference model), simpo (no reference model)",
-        PREF_LOSSES,
-    )
-    pref_ftx: float = _method(
-        0.0, "dpo: weight of an SFT loss on the chosen replies added to the preference loss"
-    )
-    dpo_label_smoothing: float = _method(
-        0.0, "dpo sigmoid loss: probability that a pair's labels are flipped, in [0, 0.5]"
-    )
-    simpo_gamma: float = _method(0.5, "simpo: target reward margin gamma")
-    kto_chosen_weight: float = _method(1.0, "kto: weight of the loss on desirable replies")
-    kto_rejected_weight: float = _method(1.0, "kto: weight of the loss on undesirable replies")
     lora_rank: int = _method(8, "LoRA rank r: width of the adapter matrices (alias lora_r)")
     lora_alpha: int | None = _method(None, "LoRA scale alpha (default: 2 x lora_rank)")
     lora_dropout: float = _method(0.0, "dropout on the LoRA input, a probability below 1")
@@ -247,8 +229,7 @@ POSITIVE = {
 NON_NEGATIVE = {
     "learning_rate", "num_train_epochs", "warmup_steps", "weight_decay", "max_grad_norm", "lora_dropout",
     "temperature", "top_p", "top_k", "val_size", "dataloader_num_workers", "freeze_trainable_layers",
-    "export_size", "pref_beta", "pref_ftx", "simpo_gamma", "kto_chosen_weight", "kto_rejected_weight",
-    "max_waiting",
+    "export_size", "max_waiting",
 }  # fmt: skip
 
 
@@ -333,10 +314,6 @@ def _validate(cfg: Config, where: str) -> None:
         raise ConfigError(
             f"{where}: stage '{cfg.stage}' is not supported yet; tuneboard runs "
             + ", ".join(s for s in STAGES if s not in STAGES_NOT_YET)
-        )
-    if not 0 <= cfg.dpo_label_smoothing <= 0.5:
-        raise ConfigError(
-            f"{where}: 'dpo_label_smoothing' must be in [0, 0.5], got {cfg.dpo_label_smoothing}"
         )
     for f in fields(cfg):
         value = getattr(cfg, f.name)

@@ -1,4 +1,4 @@
-"""LLaMA-Factory's method and optimizer keys (DoRA, rsLoRA, PiSSA, LoRA+, OFT, freeze modules, LLaMA-Pro, NEFTune,
+"""LLaMA-Factory's stage, method and optimizer keys (DPO/KTO, DoRA, rsLoRA, PiSSA, LoRA+, OFT, freeze modules, LLaMA-Pro, NEFTune,
 GaLore, APOLLO) and the TrainingArguments options people paste, declared once with help text; config.Config
 inherits them. Also the keys tuneboard cannot run here, each refused in one line saying why.
 
@@ -37,6 +37,7 @@ REFUSED_KEYS = {
 # companions of a refused key, accepted and ignored when that key is off (badam_mode with use_badam: false)
 REFUSED_PREFIXES = {"badam_": "use_badam", "asft_": "use_asft_loss", "eaft_": "use_eaft_loss", "ray_": "Ray"}
 REFUSED_QUIET = {"quantization_method": "bnb", "fsdp": ""}  # values that mean "off" besides false/empty
+PREF_LOSSES = ("sigmoid", "hinge", "ipo", "orpo", "simpo")
 JSON_KEYS = {"lr_scheduler_kwargs"}  # a mapping in YAML, kept as JSON text
 
 
@@ -68,8 +69,26 @@ def as_json_text(key: str, value: Any, where: str) -> str | None:
 
 @dataclass
 class MethodKeys:
-    """Keys of the training methods beyond plain LoRA / freeze / full, and TrainingArguments options."""
+    """Keys of the preference stages, of the training methods beyond plain LoRA / freeze / full, and
+    TrainingArguments options."""
 
+    pref_beta: float = _method(
+        0.1, "dpo/kto: beta, how far the policy may move from the reference (higher: less)"
+    )
+    pref_loss: str = _method(
+        "sigmoid",
+        "dpo: preference loss: sigmoid (DPO), hinge, ipo, orpo (no reference model), simpo (no reference model)",
+        PREF_LOSSES,
+    )
+    pref_ftx: float = _method(
+        0.0, "dpo: weight of an SFT loss on the chosen replies added to the preference loss"
+    )
+    dpo_label_smoothing: float = _method(
+        0.0, "dpo sigmoid loss: probability that a pair's labels are flipped, in [0, 0.5]"
+    )
+    simpo_gamma: float = _method(0.5, "simpo: target reward margin gamma")
+    kto_chosen_weight: float = _method(1.0, "kto: weight of the loss on desirable replies")
+    kto_rejected_weight: float = _method(1.0, "kto: weight of the loss on undesirable replies")
     use_dora: bool = _method(False, "LoRA: weight-decomposed LoRA (DoRA): a trained magnitude per output")
     use_rslora: bool = _method(False, "LoRA: rank-stabilised scaling alpha/sqrt(r) instead of alpha/r")
     pissa_init: bool = _method(
@@ -141,6 +160,13 @@ TRAINING_ARGUMENTS = (
 
 def validate(cfg: Any, where: str) -> None:
     """The checks of these keys (config._validate calls it)."""
+    for key in ("pref_beta", "pref_ftx", "simpo_gamma", "kto_chosen_weight", "kto_rejected_weight"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"{where}: '{key}' must not be negative, got {getattr(cfg, key)}")
+    if not 0 <= cfg.dpo_label_smoothing <= 0.5:
+        raise ConfigError(
+            f"{where}: 'dpo_label_smoothing' must be in [0, 0.5], got {cfg.dpo_label_smoothing}"
+        )
     for key in ("pissa_iter", "oft_rank", "oft_block_size"):
         if getattr(cfg, key) < (-1 if key == "pissa_iter" else 0):
             raise ConfigError(f"{where}: '{key}' must not be negative, got {getattr(cfg, key)}")
