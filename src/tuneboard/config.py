@@ -24,7 +24,7 @@ from .method_keys import JSON_KEYS, MethodKeys, as_json_text, refused
 from .method_keys import validate as validate_methods
 
 STAGES = ("sft", "pt", "dpo", "kto", "rm")
-STAGES_NOT_YET = {"ppo", "pt", "dpo", "kto", "rm"}
+STAGES_NOT_YET = {"ppo", "pt", "kto"}
 PREF_LOSSES = ("sigmoid", "hinge", "ipo", "orpo", "simpo")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
