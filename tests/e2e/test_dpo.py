@@ -1,0 +1,113 @@
+"""Stage dpo end to end on builtin:tiny with a synthetic preference set this test writes (chosen replies always
+agree politely, rejected ones refuse): with LoRA the first loss is ln 2 (policy = reference), training raises
+the held-out reward accuracy above chance, every pref_loss runs, and chat/export work on the output."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+from tuneboard.cli.main import main as tuneboard
+
+from .conftest import read_log, write_yaml
+
+pytestmark = pytest.mark.slow
+
+WORDS = "天 地 人 山 水 花 草 树 鸟 鱼 风 雨 云 雪 日 月 星 光".split()
+
+
+def preference_dir(root):
+    """A dataset dir with `prefs` (alpaca, ranking) and `prefs_sg` (sharegpt, ranking)."""
+    data = root / "prefdata"
+    data.mkdir(exist_ok=True)
+    rng = random.Random(0)
+    alpaca, sharegpt = [], []
+    for _ in range(80):
+        q = "".join(rng.choice(WORDS) for _ in range(4))
+        alpaca.append({"instruction": f"说说{q}", "chosen": f"好的，{q}很美。", "rejected": "不知道。"})
+        sharegpt.append(
+            {
+                "conversations": [{"from": "human", "value": f"说说{q}"}],
+                "chosen": {"from": "gpt", "value": f"好的，{q}很美。"},
+                "rejected": {"from": "gpt", "value": "不知道。"},
+            }
+        )
+    (data / "prefs.json").write_text(json.dumps(alpaca, ensure_ascii=False), encoding="utf-8")
+    (data / "prefs_sg.json").write_text(json.dumps(sharegpt, ensure_ascii=False), encoding="utf-8")
+    info = {
+        "prefs": {"file_name": "prefs.json", "ranking": True, "columns": {"prompt": "instruction"}},
+        "prefs_sg": {
+            "file_name": "prefs_sg.json",
+            "formatting": "sharegpt",
+            "ranking": True,
+            "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"},
+        },
+    }
+    (data / "dataset_info.json").write_text(json.dumps(info), encoding="utf-8")
+    return data
+
+
+def run_dpo(root, name: str, **keys):
+    out = root / "saves" / name
+    base = dict(
+        model_name_or_path="builtin:tiny",
+        stage="dpo",
+        dataset="prefs",
+        dataset_dir=str(preference_dir(root)),
+        template="qwen",
+        cutoff_len=128,
+        output_dir=str(out),
+        per_device_train_batch_size=8,
+        max_steps=6,
+        logging_steps=1,
+        learning_rate=5e-3,
+        lora_rank=8,
+        save_strategy="no",
+        seed=1,
+        overwrite_cache=True,
+    )
+    base.update(keys)
+    assert tuneboard(["train", str(write_yaml(root / f"{name}.yaml", **base))]) == 0
+    return out
+
+
+def test_dpo_lora_starts_at_ln2_and_learns_the_preference(tmp_path):
+    out = run_dpo(
+        tmp_path, "dpo", dataset="prefs_sg", max_steps=25, val_size=0.2, eval_strategy="steps", eval_steps=25
+    )
+    log = read_log(out)
+    train_logs = [r for r in log if "loss" in r]
+    assert abs(train_logs[0]["loss"] - math.log(2)) < 1e-4, train_logs[0]
+    assert train_logs[0]["rewards/margins"] == pytest.approx(0.0, abs=1e-5)
+    for key in ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "logps/chosen", "logps/rejected"):
+        assert key in train_logs[-1]
+    evals = [r for r in log if "eval_rewards/accuracies" in r]
+    assert evals and evals[-1]["eval_rewards/accuracies"] > 0.75, evals
+    assert evals[-1]["eval_loss"] < math.log(2) - 0.1
+    assert (out / "adapter_model.safetensors").exists()
+
+
+@pytest.mark.parametrize("loss", ["sigmoid", "hinge", "ipo", "orpo", "simpo"])
+def test_each_pref_loss_trains(tmp_path, loss):
+    out = run_dpo(tmp_path, f"dpo-{loss}", pref_loss=loss, pref_ftx=0.1, dpo_label_smoothing=0.1)
+    seen = [r["loss"] for r in read_log(out) if "loss" in r]
+    assert len(seen) == 6 and all(math.isfinite(x) for x in seen)
+    assert seen[-1] < seen[0], seen
+
+
+def test_full_finetuning_uses_a_frozen_reference(tmp_path):
+    out = run_dpo(tmp_path, "dpo-full", finetuning_type="full", max_steps=3, learning_rate=1e-4)
+    first = next(r for r in read_log(out) if "loss" in r)
+    assert abs(first["loss"] - math.log(2)) < 1e-4
+    assert (out / "model.safetensors").exists()
+
+
+def test_sft_on_pairs_points_to_dpo(tmp_path, capsys):
+    cfg = write_yaml(
+        tmp_path / "sft.yaml", dataset="prefs", dataset_dir=str(preference_dir(tmp_path)), output_dir="x"
+    )
+    assert tuneboard(["train", str(cfg)]) == 1
+    assert "stage: dpo or stage: rm" in capsys.readouterr().err
