@@ -19,7 +19,9 @@ def log_sigmoid(x: float) -> float:
 CASES = [(-3.0, -5.0, -4.0, -4.5), (-10.0, -2.0, -9.0, -3.0), (-0.7, -0.9, -0.7, -0.9)]
 
 
-def paper(loss: str, pc: float, pr: float, rc: float, rr: float, beta: float, ls: float, gamma: float) -> float:
+def paper(
+    loss: str, pc: float, pr: float, rc: float, rr: float, beta: float, ls: float, gamma: float
+) -> float:
     h = (pc - rc) - (pr - rr)  # DPO's log-ratio difference
     if loss == "sigmoid":  # DPO (Rafailov et al.), conservative with label smoothing ls
         return -(1 - ls) * log_sigmoid(beta * h) - ls * log_sigmoid(-beta * h)
