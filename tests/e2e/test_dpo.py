@@ -111,3 +111,40 @@ def test_sft_on_pairs_points_to_dpo(tmp_path, capsys):
     )
     assert tuneboard(["train", str(cfg)]) == 1
     assert "stage: dpo or stage: rm" in capsys.readouterr().err
+
+
+def test_eval_and_export_work_on_a_dpo_output(tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    out = run_dpo(tmp_path, "dpo-out", max_steps=4)
+    data = str(tmp_path / "prefdata")
+    cfg = write_yaml(
+        tmp_path / "eval.yaml",
+        adapter_name_or_path=str(out),
+        eval_dataset="prefs",
+        dataset_dir=data,
+        template="qwen",
+        max_samples=4,
+        max_new_tokens=4,
+        output_dir=str(tmp_path / "eval"),
+    )
+    assert tuneboard(["eval", str(cfg)]) == 0
+    lines = (tmp_path / "eval" / "generated_predictions.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 4 and json.loads(lines[0])["label"].startswith("好的，")  # the chosen reply
+    export = tmp_path / "export"
+    cfg = write_yaml(tmp_path / "export.yaml", model_name_or_path=str(out), export_dir=str(export))
+    assert tuneboard(["export", str(cfg)]) == 0
+    model = AutoModelForCausalLM.from_pretrained(export, dtype=torch.float32)
+    assert model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=2).shape == (1, 5)
+
+
+def test_data_check_and_preview_show_pairs(tmp_path, capsys):
+    data = str(preference_dir(tmp_path))
+    assert tuneboard(["data", "check", "prefs_sg", "--dataset-dir", data]) == 0
+    assert "preference pairs (chosen + rejected reply): 80" in capsys.readouterr().out
+    assert (
+        tuneboard(["data", "preview", "prefs", "--dataset-dir", data, "-n", "1", "--template", "qwen"]) == 0
+    )
+    text = capsys.readouterr().out
+    assert "preference pair" in text and "[[不知道。<|im_end|>\n]]" in text and "[[好的，" in text
