@@ -148,3 +148,61 @@ def test_data_check_and_preview_show_pairs(tmp_path, capsys):
     )
     text = capsys.readouterr().out
     assert "preference pair" in text and "[[不知道。<|im_end|>\n]]" in text and "[[好的，" in text
+
+
+LF_YAML = """### model
+model_name_or_path: builtin:tiny
+trust_remote_code: true
+
+### method
+stage: {stage}
+do_train: true
+finetuning_type: lora
+lora_rank: 8
+lora_target: all
+{extra}
+### dataset
+dataset: dpo_en_demo
+template: qwen3_nothink
+cutoff_len: 128
+max_samples: 16
+preprocessing_num_workers: 16
+dataloader_num_workers: 0
+
+### output
+output_dir: saves/{stage}
+logging_steps: 1
+save_steps: 500
+plot_loss: true
+overwrite_output_dir: true
+save_only_model: false
+report_to: none
+
+### train
+per_device_train_batch_size: 1
+gradient_accumulation_steps: 8
+learning_rate: 1.0e-4
+num_train_epochs: 1.0
+lr_scheduler_type: cosine
+warmup_ratio: 0.1
+bf16: true
+ddp_timeout: 180000000
+resume_from_checkpoint: null
+"""
+
+
+@pytest.mark.parametrize(
+    ("stage", "extra"), [("dpo", "pref_beta: 0.1\npref_loss: sigmoid\n"), ("rm", "")], ids=["dpo", "reward"]
+)
+def test_llamafactory_example_yamls_run(tmp_path, monkeypatch, stage, extra):
+    """examples/train_lora/qwen3_lora_{dpo,reward}.yaml's keys, only the model and the sizes swapped (and
+    dataloader_num_workers 0 for test speed), with a pair set registered under LLaMA-Factory's name."""
+    data = preference_dir(tmp_path)
+    info = json.loads((data / "dataset_info.json").read_text())
+    info["dpo_en_demo"] = info["prefs_sg"]
+    (data / "dataset_info.json").write_text(json.dumps(info))
+    data.rename(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.yaml").write_text(LF_YAML.format(stage=stage, extra=extra))
+    assert tuneboard(["train", "run.yaml"]) == 0
+    assert len([r for r in read_log(tmp_path / "saves" / stage) if "loss" in r]) == 2
