@@ -25,10 +25,13 @@ REFERENCE_FREE = ("orpo", "simpo")
 
 
 def sequence_logps(model: Any, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum of the log-probs of each row's labelled tokens, and how many there are."""
-    labels = inputs["labels"][:, 1:]
+    """Sum of the log-probs of each row's labelled tokens, and how many there are. Only positions whose next
+    token is labelled in some row are projected to the vocabulary (`logits_to_keep`, as in sft.labelled_loss)."""
+    targets = inputs["labels"][:, 1:]
+    keep = targets.ne(IGNORE).any(dim=0).nonzero(as_tuple=True)[0]
     fields = {k: v for k, v in inputs.items() if k != "labels"}
-    logits = model(**fields, use_cache=False).logits[:, :-1].float()
+    logits = model(**fields, logits_to_keep=keep, use_cache=False).logits.float()
+    labels = targets[:, keep]
     mask = labels.ne(IGNORE)
     picked = torch.gather(logits.log_softmax(-1), 2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return (picked * mask).sum(-1), mask.sum(-1)
