@@ -575,6 +575,11 @@ DATASET_INFO = {
         "formatting": "sharegpt",
         "columns": {"messages": "conversations", "system": "system"},
     },
+    "dpo_zh_demo": {  # written by scripts/gen_pref_demo.py (.jsonl: kept out of the tiny tokenizer's corpus)
+        "file_name": "dpo_zh_demo.jsonl",
+        "ranking": True,
+        "columns": {"prompt": "instruction", "chosen": "chosen", "rejected": "rejected"},
+    },
 }
 
 

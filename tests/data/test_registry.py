@@ -79,10 +79,10 @@ def test_use_modelscope_hub_environment_variable(lf_data_dir, monkeypatch):
     assert resolve(["remote_only"], lf_data_dir)[0].load_from == "hf_hub"
 
 
-def test_ranking_entry_is_refused_but_does_not_spoil_the_others(lf_data_dir):
-    with pytest.raises(DataError, match="pref_demo.*ranking"):
-        resolve(["pref_demo"], lf_data_dir)
-    assert resolve(["garden_zh"], lf_data_dir)[0].name == "garden_zh"
+def test_ranking_entry_is_a_pair_spec(lf_data_dir):
+    spec = resolve(["pref_demo"], lf_data_dir)[0]
+    assert spec.ranking and spec.columns["chosen"] == "chosen" and spec.columns["rejected"] == "rejected"
+    assert not resolve(["garden_zh"], lf_data_dir)[0].ranking
 
 
 def test_unknown_name_lists_close_ones(lf_data_dir):

@@ -40,6 +40,18 @@ class PadCollator:
         return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
+@dataclass
+class PairCollator:
+    """Preference pairs: the chosen rows, then the rejected rows, padded into one batch of 2 x pairs."""
+
+    pad_id: int
+    pad_to_multiple_of: int | None = 8
+
+    def __call__(self, features: list[dict[str, dict[str, list[int]]]]) -> dict[str, Any]:
+        rows = [f["chosen"] for f in features] + [f["rejected"] for f in features]
+        return PadCollator(self.pad_id, self.pad_to_multiple_of)(rows)
+
+
 def block_causal_mask(lengths: list[int], dtype: Any) -> Any:
     """[1, 1, T, T] additive mask: causal within each sample, blocked across samples."""
     import torch

@@ -17,6 +17,7 @@ from ..errors import DataError
 from ..files import write_json_atomic
 from . import fastbpe
 from .formats import SHAREGPT_TAGS, mapped_fields, to_conversation
+from .pairs import encode_pairs
 from .pipeline import sniff_formatting
 from .readers import read_file, read_records
 from .registry import INFO_FILE, DatasetSpec, read_registry, resolve, spec_for_path, spec_from_entry
@@ -62,7 +63,7 @@ def validate(spec: DatasetSpec) -> tuple[list[Any], list[str]]:
     problems = []
     for i, rec in enumerate(records):
         try:
-            to_conversation(rec, spec.formatting, spec.columns, spec.tags, f"record {i}")
+            to_conversation(rec, spec.formatting, spec.columns, spec.tags, f"record {i}", spec.ranking)
         except DataError as exc:
             problems.append(str(exc))
     return records, problems
@@ -184,7 +185,9 @@ def check(spec: DatasetSpec, tokenizer: Any = None, template: Any = None, cutoff
     convs = []
     for i, rec in enumerate(records):
         try:
-            convs.append(to_conversation(rec, spec.formatting, spec.columns, spec.tags, f"record {i}"))
+            convs.append(
+                to_conversation(rec, spec.formatting, spec.columns, spec.tags, f"record {i}", spec.ranking)
+            )
         except DataError:
             pass
     mapped = mapped_fields(spec.formatting, spec.columns, spec.tags)
@@ -208,6 +211,7 @@ def check(spec: DatasetSpec, tokenizer: Any = None, template: Any = None, cutoff
         "with_system": sum(1 for c in convs if c.system),
         "multi_turn": sum(1 for c in convs if len(c.messages) > 2),
         "with_tools": sum(1 for c in convs if c.tools),
+        "pairs": sum(1 for c in convs if c.rejected is not None),
         "tools_rendered": None if template is None else template.renders_tools,
         "unmapped_fields": dict(unmapped),
         "numbers_as_text": dict(_numbers(records, spec)),
@@ -278,6 +282,10 @@ def format_check(report: dict) -> str:
         f"  with system prompt: {report['with_system']}, multi-turn: {report['multi_turn']}, "
         f"duplicates: {report['duplicates']}, empty outputs: {report['empty_outputs']}",
     ]
+    if report.get("pairs"):
+        lines.append(
+            f"  preference pairs (chosen + rejected reply): {report['pairs']}; trained with stage: dpo or rm"
+        )
     if "tokens" in report:
         t = report["tokens"]
         lines.append(
@@ -312,20 +320,44 @@ def preview(spec: DatasetSpec, tokenizer: Any, template: Any, n: int = 2, cutoff
     spec = sniff_formatting(spec, records)
     out = []
     for i, rec in enumerate(records):
-        conv = to_conversation(rec, spec.formatting, spec.columns, spec.tags, f"{spec.path}: record {i}")
+        conv = to_conversation(
+            rec, spec.formatting, spec.columns, spec.tags, f"{spec.path}: record {i}", spec.ranking
+        )
+        if conv.rejected is not None:
+            out.append(_preview_pair(i, conv, tokenizer, template, cutoff_len))
+            continue
         enc, _ = encode([conv], template, tokenizer, cutoff_len=cutoff_len)
         if not enc["input_ids"]:
             out.append(f"--- record {i}: dropped (no trainable token within cutoff_len={cutoff_len})")
             continue
         ids, labels = enc["input_ids"][0], enc["labels"][0]
-        text, start = [], 0
-        for k in range(1, len(ids) + 1):  # decode runs of equal trained-ness whole (multi-byte characters)
-            if k == len(ids) or (labels[k] != IGNORE) != (labels[start] != IGNORE):
-                piece = tokenizer.decode(ids[start:k])
-                text.append(f"[[{piece}]]" if labels[start] != IGNORE else piece)
-                start = k
         n_trained = sum(1 for lab in labels if lab != IGNORE)
         out.append(
-            f"--- record {i}: {len(ids)} tokens, {n_trained} trained (between [[ and ]])\n" + "".join(text)
+            f"--- record {i}: {len(ids)} tokens, {n_trained} trained (between [[ and ]])\n"
+            + _marked(tokenizer, ids, labels)
         )
     return "\n".join(out)
+
+
+def _marked(tokenizer: Any, ids: list[int], labels: list[int]) -> str:
+    """The decoded tokens, trained runs between [[ and ]] (runs decoded whole: multi-byte characters)."""
+    text, start = [], 0
+    for k in range(1, len(ids) + 1):
+        if k == len(ids) or (labels[k] != IGNORE) != (labels[start] != IGNORE):
+            piece = tokenizer.decode(ids[start:k])
+            text.append(f"[[{piece}]]" if labels[start] != IGNORE else piece)
+            start = k
+    return "".join(text)
+
+
+def _preview_pair(i: int, conv: Any, tokenizer: Any, template: Any, cutoff_len: int) -> str:
+    """A preference pair: the shared prompt and both replies, as stages dpo and rm train them."""
+    enc, _ = encode_pairs([conv], template, tokenizer, cutoff_len)
+    if not enc["chosen_input_ids"]:
+        return f"--- record {i}: dropped (a reply lost every token to cutoff_len={cutoff_len})"
+    lines = [f"--- record {i}: preference pair (trained reply between [[ and ]])"]
+    for side in ("chosen", "rejected"):
+        ids, labels = enc[f"{side}_input_ids"][0], enc[f"{side}_labels"][0]
+        n = sum(1 for lab in labels if lab != IGNORE)
+        lines.append(f"  {side}: {len(ids)} tokens, {n} trained\n" + _marked(tokenizer, ids, labels))
+    return "\n".join(lines)

@@ -63,6 +63,9 @@ class Conversation:
     system: str = ""
     tools: str = ""
     source: str = field(default="", compare=False)
+    rejected: Message | None = (
+        None  # ranking data: the rejected final reply (`messages` ends with the chosen)
+    )
 
     @property
     def turns(self) -> list[tuple[Message, Message]]:
@@ -110,7 +113,15 @@ def _tools(record: dict[str, Any], key: str | None, where: str) -> str:
     return value
 
 
-def from_alpaca(record: dict[str, Any], columns: dict[str, str], where: str) -> Conversation:
+def from_alpaca(
+    record: dict[str, Any], columns: dict[str, str], where: str, ranking: bool = False
+) -> Conversation:
+    if ranking:  # LLaMA-Factory's alpaca preference entries: `chosen` and `rejected` replace `response`
+        chosen = _text(record, columns.get("chosen", "chosen"), where, required=True)
+        rejected = _text(record, columns.get("rejected", "rejected"), where, required=True)
+        conv = from_alpaca({**record, "\0chosen": chosen}, {**columns, "response": "\0chosen"}, where)
+        conv.rejected = Message(ASSISTANT, rejected)
+        return conv
     prompt = _text(record, columns.get("prompt"), where)
     query = _text(record, columns.get("query"), where)
     response_key = columns.get("response")
@@ -142,10 +153,39 @@ def from_alpaca(record: dict[str, Any], columns: dict[str, str], where: str) -> 
     )
 
 
+def _ranked_reply(
+    record: dict[str, Any], columns: dict[str, str], tags: dict[str, str], name: str, where: str
+):
+    """A sharegpt preference entry's `chosen` / `rejected` field: one message object (role and content tags)."""
+    key = columns.get(name, name)
+    msg = record.get(key)
+    role_tag, content_tag = tags["role_tag"], tags["content_tag"]
+    if not isinstance(msg, dict) or not isinstance(msg.get(content_tag), str):
+        raise DataError(
+            f"{where}: field '{key}' must be a message object with '{role_tag}' and '{content_tag}'"
+        )
+    if msg.get(role_tag) not in (tags["assistant_tag"], tags["function_tag"]):
+        raise DataError(
+            f"{where}: field '{key}.{role_tag}' is {msg.get(role_tag)!r}; expected a reply role "
+            f"({tags['assistant_tag']!r} or {tags['function_tag']!r})"
+        )
+    return {role_tag: msg[role_tag], content_tag: msg[content_tag]}
+
+
 def from_sharegpt(
-    record: dict[str, Any], columns: dict[str, str], tags: dict[str, str], where: str
+    record: dict[str, Any], columns: dict[str, str], tags: dict[str, str], where: str, ranking: bool = False
 ) -> Conversation:
     key = columns.get("messages", "conversations")
+    if ranking:  # the messages end with the prompt; `chosen` and `rejected` are its two replies
+        chosen = _ranked_reply(record, columns, tags, "chosen", where)
+        rejected = _ranked_reply(record, columns, tags, "rejected", where)
+        raw = record.get(key)
+        if not isinstance(raw, list):
+            raise DataError(f"{where}: field '{key}' must be a list of messages ending with the prompt")
+        conv = from_sharegpt({**record, key: [*raw, chosen]}, columns, tags, where)
+        last = from_sharegpt({**record, key: [*raw, rejected]}, columns, tags, where).messages[-1]
+        conv.rejected = last
+        return conv
     raw = record.get(key)
     if raw is None:
         raise DataError(f"{where}: missing required field '{key}'")
@@ -195,14 +235,19 @@ def from_sharegpt(
 
 
 def to_conversation(
-    record: Any, formatting: str, columns: dict[str, str], tags: dict[str, str], where: str
+    record: Any,
+    formatting: str,
+    columns: dict[str, str],
+    tags: dict[str, str],
+    where: str,
+    ranking: bool = False,
 ) -> Conversation:
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected an object, got {type(record).__name__}")
     if formatting == "alpaca":
-        conv = from_alpaca(record, columns, where)
+        conv = from_alpaca(record, columns, where, ranking)
     else:
-        conv = from_sharegpt(record, columns, tags, where)
+        conv = from_sharegpt(record, columns, tags, where, ranking)
     size = len(conv.system) + len(conv.tools) + sum(len(m.content) for m in conv.messages)
     if size > MAX_RECORD_CHARS:
         raise DataError(

@@ -21,6 +21,7 @@ from ..errors import DataError
 from . import fastbpe
 from .cache import _fingerprint, cache_dir
 from .formats import Conversation, default_tags, effective_columns, to_conversation
+from .pairs import check_stage, tokenize_pairs
 from .readers import read_records
 from .registry import DatasetSpec, resolve
 from .tokenize import EncodeStats, build_labels, encode, render_and_tokenize
@@ -59,7 +60,7 @@ def load_spec(spec: DatasetSpec, max_samples: int | None = None) -> list[Convers
         records = records[:max_samples]
     where = spec.path if spec.load_from == "file" else f"dataset '{spec.name}'"
     convs = [
-        to_conversation(rec, spec.formatting, spec.columns, spec.tags, f"{where}: record {i}")
+        to_conversation(rec, spec.formatting, spec.columns, spec.tags, f"{where}: record {i}", spec.ranking)
         for i, rec in enumerate(records)
     ]
     if not convs:
@@ -282,6 +283,7 @@ def load_split(cfg: Any) -> tuple[list[Conversation], list[Conversation]]:
     train_convs, val_convs = split(convs, cfg.val_size, cfg.seed)
     if cfg.eval_datasets:
         val_convs, _ = load_conversations(cfg.eval_datasets, cfg.dataset_dir, cfg.max_samples)
+    check_stage(cfg.stage, [*train_convs, *val_convs], cfg.datasets + cfg.eval_datasets)
     return train_convs, val_convs
 
 
@@ -293,6 +295,8 @@ def prepare_datasets(
     from .collate import pack_groups
 
     train_convs, val_convs = conversations if conversations is not None else load_split(cfg)
+    if cfg.stage in ("dpo", "rm"):
+        return _pair_datasets(cfg, tokenizer, template, train_convs, val_convs)
     kw = dict(
         cutoff_len=cfg.cutoff_len,
         train_on_prompt=cfg.train_on_prompt,
@@ -318,3 +322,15 @@ def prepare_datasets(
         train = PackedSet(train, pack_groups(train.lengths().tolist(), cfg.cutoff_len, cfg.seed))
     name = getattr(template, "name", "auto")
     return DataBundle(train, eval_set, name, cfg.packing or cfg.padding_free)
+
+
+def _pair_datasets(cfg: Any, tokenizer: Any, template: Any, train_convs: list, val_convs: list) -> DataBundle:
+    """Preference pairs (stages dpo, rm): padded rows, never packed (a pair's two rows go side by side)."""
+    train = tokenize_pairs(train_convs, template, tokenizer, cfg.cutoff_len)
+    eval_set = tokenize_pairs(val_convs, template, tokenizer, cfg.cutoff_len) if val_convs else None
+    for name, part in (("training", train), ("evaluation", eval_set)):
+        if part is not None and len(part) == 0:
+            raise DataError(
+                f"no {name} pairs left: all {part.stats.records} lost a reply to cutoff_len={cfg.cutoff_len}"
+            )
+    return DataBundle(train, eval_set, getattr(template, "name", "auto"), False)

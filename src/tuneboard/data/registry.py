@@ -49,6 +49,7 @@ COLUMN_KEYS = {
     "rejected",
     "kto_tag",
 }
+MEDIA_COLUMNS = {"images", "videos", "audios"}
 TAG_KEYS = set(default_tags("sharegpt"))
 DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 # a hub dataset id: 'org/name' or 'name' (Hugging Face and ModelScope), never a path on this machine
@@ -64,6 +65,7 @@ class DatasetSpec:
     columns: dict[str, str] = field(default_factory=dict)  # effective: entry's map over the standard names
     tags: dict[str, str] = field(default_factory=dict)
     declared_columns: dict[str, str] | None = None
+    ranking: bool = False  # preference pairs: `chosen` / `rejected` replies (stage dpo or rm)
     subset: str | None = None
     split: str = "train"
     folder: str | None = None
@@ -157,9 +159,19 @@ def spec_from_entry(name: str, entry: Any, dataset_dir: Path, use_modelscope: bo
     formatting = entry.get("formatting", "alpaca")
     if formatting not in FORMATTINGS:
         raise DataError(f"{where}: 'formatting' is {formatting!r}; expected one of {', '.join(FORMATTINGS)}")
-    if entry.get("ranking"):
-        raise DataError(f"{where}: ranking (preference) datasets are not supported yet; tuneboard trains SFT")
+    ranking = entry.get("ranking", False)
+    if not isinstance(ranking, bool):
+        raise DataError(f"{where}: 'ranking' must be true or false, got {ranking!r}")
     declared = _check_map(where, entry.get("columns"), COLUMN_KEYS, "columns")
+    media = sorted(set(declared) & MEDIA_COLUMNS)
+    if media:
+        raise DataError(
+            f"{where}: columns {', '.join(media)} hold images/videos/audio; multimodal models are not "
+            "supported yet (tuneboard trains text-only models)"
+        )
+    columns = effective_columns(formatting, declared)
+    if ranking:
+        columns = {"chosen": "chosen", "rejected": "rejected", **columns}
     tags = default_tags(formatting)
     tags.update(_check_map(where, entry.get("tags"), TAG_KEYS, "tags"))
     num = entry.get("num_samples")
@@ -167,8 +179,9 @@ def spec_from_entry(name: str, entry: Any, dataset_dir: Path, use_modelscope: bo
         raise DataError(f"{where}: 'num_samples' must be a positive integer, got {num!r}")
     common = dict(
         formatting=formatting,
-        columns=effective_columns(formatting, declared),
+        columns=columns,
         tags=tags,
+        ranking=ranking,
         declared_columns=declared or None,
         subset=entry.get("subset"),
         split=entry.get("split", "train"),
