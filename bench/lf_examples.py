@@ -9,8 +9,10 @@ multimodal ones and the stage ones (dpo, kto, pretrain, reward, ppo: the stages 
 
 Each config is changed in these keys only: model_name_or_path (the tiny model), adapter_name_or_path (the adapter
 of the first LoRA run, for predict configs), dataset / eval_dataset / dataset_dir (the bundled `identity`
-dataset), output_dir and tokenized_path (inside a scratch directory), and the sizes (max_steps, cutoff_len,
-batch 1, no gradient accumulation, max_samples). Every run is classified:
+dataset), output_dir and tokenized_path (inside a scratch directory, the working directory of the run, where
+the DeepSpeed JSON a config names is copied from LF's examples/deepspeed), and the sizes (max_steps, cutoff_len,
+batch 1, no gradient accumulation, max_samples, freeze_trainable_layers
+at most 2 of the tiny model's 4 layers). Every run is classified:
   ran      `tuneboard train` exited 0
   refused  it stopped with one clean `error:` line and no traceback (the line is printed)
   crashed  anything else (the last lines are printed)
@@ -55,6 +57,22 @@ def listing(source: Path) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
+def support_file(source: Path, rel: str, work: Path) -> None:
+    """Put a file a config names relative to LF's root (examples/deepspeed/*.json) under the scratch dir."""
+    target = work / rel
+    if target.exists() or not rel.startswith("examples/"):
+        return
+    if (source / "HEAD").exists() and (source / "objects").exists():
+        proc = subprocess.run(["git", "--git-dir", str(source), "show", f"HEAD:{rel}"], capture_output=True)
+        data = proc.stdout if proc.returncode == 0 else None
+    else:
+        path = source / rel.removeprefix("examples/")
+        data = path.read_bytes() if path.exists() else None
+    if data is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
 def why_skipped(name: str, cfg: object) -> str | None:
     low = name.lower()
     if not isinstance(cfg, dict) or "model_name_or_path" not in cfg:
@@ -85,6 +103,8 @@ def swapped(cfg: dict, model: str, work: Path, name: str, adapter: str | None, s
     cfg.update(cutoff_len=64, per_device_train_batch_size=1, gradient_accumulation_steps=1, max_samples=8)
     if "per_device_eval_batch_size" in cfg:
         cfg["per_device_eval_batch_size"] = 1
+    if isinstance(cfg.get("freeze_trainable_layers"), int):  # a size: the tiny model has 4 layers
+        cfg["freeze_trainable_layers"] = max(-2, min(2, cfg["freeze_trainable_layers"]))
     if not cfg.get("do_predict"):
         cfg["max_steps"] = steps
     return cfg
@@ -119,6 +139,8 @@ def main() -> None:
             continue
         if a.only and not any(s in name for s in a.only.split(",")):
             continue
+        if isinstance(cfg.get("deepspeed"), str):
+            support_file(a.examples, cfg["deepspeed"], work)
         tag = name.removesuffix(".yaml").replace("/", "-")
         path = work / f"{tag}.yaml"
         path.write_text(yaml.safe_dump(swapped(cfg, a.model, work, tag, adapter, a.steps)), encoding="utf-8")

@@ -33,9 +33,16 @@ REFUSED_KEYS = {
     "quantization_method": "only bitsandbytes (quantization_bit: 4 or 8, CUDA) is supported; "
     "hqq / eetq / GPTQ / AWQ quantizers need their GPU packages",
     "fsdp": "FSDP is not supported; use deepspeed or a single process",
+    "fp8": "FP8 training needs an FP8 GPU (H100 or newer) and transformer-engine or torchao; not supported",
 }
 # companions of a refused key, accepted and ignored when that key is off (badam_mode with use_badam: false)
-REFUSED_PREFIXES = {"badam_": "use_badam", "asft_": "use_asft_loss", "eaft_": "use_eaft_loss", "ray_": "Ray"}
+REFUSED_PREFIXES = {
+    "badam_": "use_badam",
+    "asft_": "use_asft_loss",
+    "eaft_": "use_eaft_loss",
+    "ray_": "Ray",
+    "fp8_": "fp8",
+}
 REFUSED_QUIET = {"quantization_method": "bnb", "fsdp": ""}  # values that mean "off" besides false/empty
 JSON_KEYS = {"lr_scheduler_kwargs"}  # a mapping in YAML, kept as JSON text
 
@@ -70,6 +77,12 @@ def as_json_text(key: str, value: Any, where: str) -> str | None:
 class MethodKeys:
     """Keys of the training methods beyond plain LoRA / freeze / full, and TrainingArguments options."""
 
+    quantization_type: str = _method(
+        "nf4", "QLoRA: 4-bit data type of bitsandbytes (quantization_bit: 4)", ("nf4", "fp4")
+    )
+    double_quantization: bool = _method(
+        True, "QLoRA: bitsandbytes double quantization, the 4-bit scales quantized too (quantization_bit: 4)"
+    )
     use_dora: bool = _method(False, "LoRA: weight-decomposed LoRA (DoRA): a trained magnitude per output")
     use_rslora: bool = _method(False, "LoRA: rank-stabilised scaling alpha/sqrt(r) instead of alpha/r")
     pissa_init: bool = _method(
