@@ -56,7 +56,8 @@ def test_bad_method_values_say_what_is_wrong(data, message):
 @pytest.mark.parametrize(
     ("key", "value", "reason"),
     [
-        ("use_badam", True, "BAdam"),
+        ("use_badam", True, "package badam"),
+        ("use_adam_mini", True, "package adam-mini"),
         ("use_muon", True, "Muon"),
         ("mixture_of_depths", "convert", "mixture-of-depths"),
         ("ray_num_workers", 4, "Ray"),

@@ -18,9 +18,11 @@ _method, _train = group("method"), group("train")
 
 # LLaMA-Factory keys that cannot run in tuneboard: set to anything but false/empty, they stop with this reason
 REFUSED_KEYS = {
-    "use_badam": "BAdam (block-wise Adam) is not supported by tuneboard; use finetuning_type: freeze or lora",
-    "use_adam_mini": "Adam-mini is not supported by tuneboard; use optim: adamw_torch",
-    "use_muon": "Muon is not supported by tuneboard; use optim: adamw_torch",
+    "use_badam": "BAdam (block-wise Adam, PyPI package badam) is not wired into tuneboard; "
+    "use finetuning_type: freeze or lora",
+    "use_adam_mini": "Adam-mini (PyPI package adam-mini) is not wired into tuneboard; use optim: adamw_torch",
+    "use_muon": "Muon (torch.optim.Muon takes 2-D weights only; the rest needs AdamW beside it) is not wired "
+    "into tuneboard; use optim: adamw_torch",
     "use_mca": "Megatron-Core (mcore_adapter) needs several GPUs and its own package; not supported",
     "use_hyper_parallel": "hyper-parallel training needs several GPUs; not supported",
     "mixture_of_depths": "mixture-of-depths conversion (the MoD package) is not supported",
