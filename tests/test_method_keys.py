@@ -56,7 +56,8 @@ def test_bad_method_values_say_what_is_wrong(data, message):
 @pytest.mark.parametrize(
     ("key", "value", "reason"),
     [
-        ("use_badam", True, "BAdam"),
+        ("use_badam", True, "package badam"),
+        ("use_adam_mini", True, "package adam-mini"),
         ("use_muon", True, "Muon"),
         ("mixture_of_depths", "convert", "mixture-of-depths"),
         ("ray_num_workers", 4, "Ray"),
@@ -80,3 +81,27 @@ def test_refused_keys_left_off_and_their_companions_are_noted_not_fatal():
         "c.yaml: 'badam_mode' is ignored (use_badam is not supported)",
         "c.yaml: 'quantization_method' is ignored (the default)",
     ]
+
+
+def test_lf_precision_and_fp8_keys():
+    cfg, _ = from_dict({"pure_bf16": True})
+    assert cfg.bf16 is True
+    with pytest.raises(ConfigError, match="'fp8'.*transformer-engine or torchao"):
+        from_dict({"fp8": True})
+    _, notes = from_dict({"fp8": False, "fp8_backend": "te"})
+    assert any("'fp8_backend' is ignored" in n for n in notes)
+
+
+def test_double_quantization_and_quantization_type_reach_bitsandbytes(monkeypatch):
+    import torch
+
+    pytest.importorskip("bitsandbytes")
+    from tuneboard.model.load import quantization_config
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    plain = quantization_config(from_dict({"quantization_bit": 4})[0])
+    assert (plain.bnb_4bit_quant_type, plain.bnb_4bit_use_double_quant) == ("nf4", True)
+    cfg, _ = from_dict({"quantization_bit": 4, "double_quantization": False, "quantization_type": "fp4"})
+    chosen = quantization_config(cfg)
+    assert (chosen.bnb_4bit_quant_type, chosen.bnb_4bit_use_double_quant) == ("fp4", False)

@@ -35,7 +35,8 @@ IGNORED_KEYS = {
     "run_name": "not used",
 }
 
-KEY_ALIASES = {"evaluation_strategy": "eval_strategy", "lora_r": "lora_rank"}
+# pure_bf16 (LLaMA-Factory: bf16 weights, no fp32 master copy) is trained as bf16 mixed precision here
+KEY_ALIASES = {"evaluation_strategy": "eval_strategy", "lora_r": "lora_rank", "pure_bf16": "bf16"}
 
 
 def group(name: str) -> Callable[..., Any]:

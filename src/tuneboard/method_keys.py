@@ -18,9 +18,11 @@ _method, _train = group("method"), group("train")
 
 # LLaMA-Factory keys that cannot run in tuneboard: set to anything but false/empty, they stop with this reason
 REFUSED_KEYS = {
-    "use_badam": "BAdam (block-wise Adam) is not supported by tuneboard; use finetuning_type: freeze or lora",
-    "use_adam_mini": "Adam-mini is not supported by tuneboard; use optim: adamw_torch",
-    "use_muon": "Muon is not supported by tuneboard; use optim: adamw_torch",
+    "use_badam": "BAdam (block-wise Adam, PyPI package badam) is not wired into tuneboard; "
+    "use finetuning_type: freeze or lora",
+    "use_adam_mini": "Adam-mini (PyPI package adam-mini) is not wired into tuneboard; use optim: adamw_torch",
+    "use_muon": "Muon (torch.optim.Muon takes 2-D weights only; the rest needs AdamW beside it) is not wired "
+    "into tuneboard; use optim: adamw_torch",
     "use_mca": "Megatron-Core (mcore_adapter) needs several GPUs and its own package; not supported",
     "use_hyper_parallel": "hyper-parallel training needs several GPUs; not supported",
     "mixture_of_depths": "mixture-of-depths conversion (the MoD package) is not supported",
@@ -33,9 +35,16 @@ REFUSED_KEYS = {
     "quantization_method": "only bitsandbytes (quantization_bit: 4 or 8, CUDA) is supported; "
     "hqq / eetq / GPTQ / AWQ quantizers need their GPU packages",
     "fsdp": "FSDP is not supported; use deepspeed or a single process",
+    "fp8": "FP8 training needs an FP8 GPU (H100 or newer) and transformer-engine or torchao; not supported",
 }
 # companions of a refused key, accepted and ignored when that key is off (badam_mode with use_badam: false)
-REFUSED_PREFIXES = {"badam_": "use_badam", "asft_": "use_asft_loss", "eaft_": "use_eaft_loss", "ray_": "Ray"}
+REFUSED_PREFIXES = {
+    "badam_": "use_badam",
+    "asft_": "use_asft_loss",
+    "eaft_": "use_eaft_loss",
+    "ray_": "Ray",
+    "fp8_": "fp8",
+}
 REFUSED_QUIET = {"quantization_method": "bnb", "fsdp": ""}  # values that mean "off" besides false/empty
 PREF_LOSSES = ("sigmoid", "hinge", "ipo", "orpo", "simpo")
 JSON_KEYS = {"lr_scheduler_kwargs"}  # a mapping in YAML, kept as JSON text
@@ -89,6 +98,12 @@ class MethodKeys:
     simpo_gamma: float = _method(0.5, "simpo: target reward margin gamma")
     kto_chosen_weight: float = _method(1.0, "kto: weight of the loss on desirable replies")
     kto_rejected_weight: float = _method(1.0, "kto: weight of the loss on undesirable replies")
+    quantization_type: str = _method(
+        "nf4", "QLoRA: 4-bit data type of bitsandbytes (quantization_bit: 4)", ("nf4", "fp4")
+    )
+    double_quantization: bool = _method(
+        True, "QLoRA: bitsandbytes double quantization, the 4-bit scales quantized too (quantization_bit: 4)"
+    )
     use_dora: bool = _method(False, "LoRA: weight-decomposed LoRA (DoRA): a trained magnitude per output")
     use_rslora: bool = _method(False, "LoRA: rank-stabilised scaling alpha/sqrt(r) instead of alpha/r")
     pissa_init: bool = _method(
