@@ -79,6 +79,28 @@ def list_outputs(ws: Workspace, model: str, finetuning_type: str) -> list[str]:
     return out
 
 
+def resumable_runs(ws: Workspace, model: str, finetuning_type: str) -> list[str]:
+    """Runs under saves/<model>/<finetuning>/ with a complete checkpoint (a stopped run), newest first."""
+    base = saves_dir(ws, model, finetuning_type)
+    if not base.is_dir():
+        return []
+    runs = [p for p in base.iterdir() if p.is_dir() and rundir.complete_checkpoints(p)]
+    return [p.name for p in sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)]
+
+
+def run_target(
+    ws: Workspace, model: str, finetuning_type: str, run_name: str, resume_run: str | None
+) -> tuple[Path, bool]:
+    """Where a Start writes and whether it resumes: a picked run is continued in its own folder (its name
+    is the run's, never the free-text one); otherwise a new run named `run_name` starts."""
+    base = saves_dir(ws, model, finetuning_type)
+    if resume_run:
+        if resume_run not in resumable_runs(ws, model, finetuning_type):
+            raise TuneboardError(f"resume: {resume_run} has no complete checkpoint under {base}")
+        return base / resume_run, True
+    return base / run_name.strip(), False
+
+
 def model_settings(
     ws: Workspace, model: str, finetuning_type: str, output: str | None, template: str | None, trust: bool
 ) -> dict[str, Any]:

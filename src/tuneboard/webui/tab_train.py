@@ -168,7 +168,9 @@ def build(ctx: Ctx) -> dict[str, Any]:
             cfg_path = ui.box(
                 gr.Textbox, "train.config_path", value=f"configs/{default_run()}.yaml", elem_id="config-path"
             )
-            resume = ui.box(gr.Checkbox, "train.resume", info=True, value=False)
+            resume = ui.box(
+                gr.Dropdown, "train.resume", info=True, choices=[], value=None, elem_id="resume-run"
+            )
         with gr.Row():
             preview = ui.button("train.preview", elem_id="train-preview")
             save_btn = ui.button("train.save", elem_id="train-save")
@@ -207,11 +209,11 @@ def build(ctx: Ctx) -> dict[str, Any]:
             :12
         ]
         form = dict(zip(form_keys, args[12:], strict=True))
-        form.update(dataset_dir=dataset_dir, resume=res)
         settings = model_settings(ctx, model, hub, ft, output, template, trust)
-        if not (run_name or "").strip():
+        if not res and not (run_name or "").strip():
             raise ValueError(t(lang, "train.need_run"))
-        out = lookup.saves_dir(ctx.ws, model, ft) / run_name.strip()
+        out, resuming = lookup.run_target(ctx.ws, model, ft, run_name or "", res)
+        form.update(dataset_dir=dataset_dir, resume=resuming)
         data = jobs.train_config(ctx.ws, settings, form, str(out), extra_text)
         jobs.validate(data)
         return data, path, Path(data["output_dir"]), modelscope(hub)
@@ -245,9 +247,14 @@ def build(ctx: Ctx) -> dict[str, Any]:
             ctx.runner.start("train", written, ctx.ws.root / out, jobs.hub_env(ms))
         except Exception as exc:
             gr.Warning(error_text(lang, exc))
-            return error_text(lang, exc), gr.update(), gr.update()
+            return error_text(lang, exc), gr.update(), gr.update(), gr.update()
         rel = relpath(ctx.ws, written)
-        return (ok_text(t(lang, "train.started", file=rel)), *fresh_run())
+        # the next Start is a fresh run unless a run is picked again
+        return (ok_text(t(lang, "train.started", file=rel)), *fresh_run(), gr.update(value=None))
+
+    def resume_choices(model: str, ft: str, current: str | None):
+        runs = lookup.resumable_runs(ctx.ws, model, ft)
+        return gr.update(choices=runs, value=current if current in runs else None)
 
     def do_stop(lang: str):
         if ctx.runner.status("train")["state"] != "running":
@@ -258,7 +265,9 @@ def build(ctx: Ctx) -> dict[str, Any]:
     inputs = [ctx.lang, *ctx.top, ctx.dataset_dir, run, cfg_path, resume, extra, *form_inputs]
     preview.click(do_preview, inputs, [msg, command])
     save_btn.click(do_save, inputs, msg)
-    start.click(do_start, inputs, [msg, run, cfg_path], concurrency_limit=1)
+    start.click(do_start, inputs, [msg, run, cfg_path, resume], concurrency_limit=1)
+    top_pick = [ctx.top[0], ctx.top[2], resume]
+    resume.focus(resume_choices, top_pick, resume, show_progress="hidden")
     stop.click(do_stop, ctx.lang, msg)
     ctx.demo.load(fresh_run, None, [run, cfg_path], show_progress="hidden")  # a new name per page
     run.input(
