@@ -580,6 +580,7 @@ DATASET_INFO = {
         "ranking": True,
         "columns": {"prompt": "instruction", "chosen": "chosen", "rejected": "rejected"},
     },
+    "pt_zh_demo": {"file_name": "pt_zh_demo.txt"},  # written by scripts/gen_pt_demo.py (stage pt)
 }
 
 

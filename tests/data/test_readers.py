@@ -132,8 +132,8 @@ def test_not_utf8_names_the_line(tmp_path):
 def test_missing_and_unsupported_files(tmp_path):
     with pytest.raises(DataError, match=r"missing\.json: data file not found"):
         read_file(tmp_path / "missing.json")
-    with pytest.raises(DataError, match=r"unsupported file type '\.txt'"):
-        read_file(write(tmp_path / "a.txt", "x"))
+    with pytest.raises(DataError, match=r"unsupported file type '\.docx'; use \.json, .*\.txt"):
+        read_file(write(tmp_path / "a.docx", "x"))
 
 
 def test_read_records_of_a_file_spec(tmp_path):

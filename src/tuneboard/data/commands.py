@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import DataError
 from ..files import write_json_atomic
 from . import fastbpe
+from .documents import document_ids, is_document
 from .formats import SHAREGPT_TAGS, mapped_fields, to_conversation
 from .pairs import encode_pairs
 from .pipeline import sniff_formatting
@@ -212,6 +213,7 @@ def check(spec: DatasetSpec, tokenizer: Any = None, template: Any = None, cutoff
         "multi_turn": sum(1 for c in convs if len(c.messages) > 2),
         "with_tools": sum(1 for c in convs if c.tools),
         "pairs": sum(1 for c in convs if c.rejected is not None),
+        "documents": sum(1 for c in convs if is_document(c)),
         "tools_rendered": None if template is None else template.renders_tools,
         "unmapped_fields": dict(unmapped),
         "numbers_as_text": dict(_numbers(records, spec)),
@@ -220,7 +222,10 @@ def check(spec: DatasetSpec, tokenizer: Any = None, template: Any = None, cutoff
         fastbpe.build_if_worth(tokenizer, convs)
         # untruncated lengths; a record far longer than cutoff_len is measured on what training could keep
         keep = keep_chars_for(cutoff_len)
-        enc, stats = encode(convs, template, tokenizer, cutoff_len=10**9, keep_chars=keep)
+        if report["documents"] == len(convs):  # pre-training text: no template, every token trained
+            enc, stats = {"input_ids": document_ids(convs, tokenizer)}, None
+        else:
+            enc, stats = encode(convs, template, tokenizer, cutoff_len=10**9, keep_chars=keep)
         lengths = sorted(len(x) for x in enc["input_ids"])
         q = statistics.quantiles(lengths, n=10) if len(lengths) > 1 else [lengths[0]] * 9
         report["tokens"] = {
@@ -229,7 +234,7 @@ def check(spec: DatasetSpec, tokenizer: Any = None, template: Any = None, cutoff
             "max": lengths[-1],
             "over_cutoff": sum(1 for n in lengths if n > cutoff_len),
             "cutoff_len": cutoff_len,
-            "cut": stats.shortened,
+            "cut": stats.shortened if stats else 0,
             "cut_chars": keep,
         }
     return report
@@ -286,6 +291,11 @@ def format_check(report: dict) -> str:
         lines.append(
             f"  preference pairs (chosen + rejected reply): {report['pairs']}; trained with stage: dpo or rm"
         )
+    if report.get("documents"):
+        lines.append(
+            f"  pre-training text (no reply): {report['documents']} documents; trained with stage: pt, "
+            "cut into blocks of cutoff_len"
+        )
     if "tokens" in report:
         t = report["tokens"]
         lines.append(
@@ -325,6 +335,13 @@ def preview(spec: DatasetSpec, tokenizer: Any, template: Any, n: int = 2, cutoff
         )
         if conv.rejected is not None:
             out.append(_preview_pair(i, conv, tokenizer, template, cutoff_len))
+            continue
+        if is_document(conv):  # stage pt: no template; training cuts blocks of cutoff_len across documents
+            ids = document_ids([conv], tokenizer)[0]
+            out.append(
+                f"--- record {i}: document, {len(ids)} tokens, all trained (stage pt)\n"
+                + _marked(tokenizer, ids, ids)
+            )
             continue
         enc, _ = encode([conv], template, tokenizer, cutoff_len=cutoff_len)
         if not enc["input_ids"]:

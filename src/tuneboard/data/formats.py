@@ -125,6 +125,11 @@ def from_alpaca(
     prompt = _text(record, columns.get("prompt"), where)
     query = _text(record, columns.get("query"), where)
     response_key = columns.get("response")
+    if not response_key:  # pre-training text (pipeline.sniff_formatting): one document, no reply
+        text = "\n".join(part for part in (prompt, query) if part)  # as LLaMA-Factory joins them
+        if not text.strip():
+            raise DataError(f"{where}: field '{columns.get('prompt')}' (the text) is missing or empty")
+        return Conversation([Message(USER, text)], source=where)
     response = _text(record, response_key, where, required=True)
     user = "\n".join(part for part in (prompt, query) if part)
     if not user:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from .documents import is_document
 from .formats import Conversation
 from .tokenize import IGNORE, EncodeStats, encode, keep_chars_for
 
@@ -102,8 +103,11 @@ def tokenize_pairs(convs: list[Conversation], template: Any, tokenizer: Any, cut
 
 
 def check_stage(stage: str, convs: list[Conversation], names: list[str]) -> None:
-    """Pairs train only in dpo and rm, and those stages need pairs (as in LLaMA-Factory)."""
+    """Which stage may train which data: pairs only in dpo and rm (as in LLaMA-Factory), plain text only in
+    pt, and those stages only their kind. LLaMA-Factory trains pt on the prompts of conversations and drops
+    their replies; tuneboard refuses rather than drop them."""
     paired = sum(1 for c in convs if c.rejected is not None)
+    docs = sum(1 for c in convs if is_document(c))
     datasets = ", ".join(names)
     if stage in ("dpo", "rm") and paired < len(convs):
         raise DataError(
@@ -114,4 +118,15 @@ def check_stage(stage: str, convs: list[Conversation], names: list[str]) -> None
         raise DataError(
             f"{datasets}: {paired} records are preference pairs (ranking: true); train them with stage: dpo "
             "or stage: rm, or register a dataset without ranking to fine-tune on its replies with stage: sft"
+        )
+    if stage == "pt" and docs < len(convs):
+        raise DataError(
+            f"stage pt trains on plain text, but {len(convs) - docs} of {len(convs)} records of {datasets} "
+            'are conversations with replies; register text with "columns": {"prompt": "text"} (or a .txt '
+            "file), or fine-tune on the replies with stage: sft"
+        )
+    if stage != "pt" and docs:
+        raise DataError(
+            f"{datasets}: {docs} of {len(convs)} records are plain text (no reply); continue pre-training on them with "
+            f"stage: pt, or give each record a reply to train stage {stage}"
         )

@@ -20,15 +20,42 @@ import numpy as np
 from ..errors import DataError
 from . import fastbpe
 from .cache import _fingerprint, cache_dir
+from .documents import encode_documents
 from .formats import Conversation, default_tags, effective_columns, to_conversation
 from .pairs import check_stage, tokenize_pairs
 from .readers import read_records
 from .registry import DatasetSpec, resolve
 from .tokenize import EncodeStats, build_labels, encode, render_and_tokenize
 
+CONVERSATION_FIELDS = ("instruction", "output", "conversations", "messages", "chosen")
+
+
+def _text_column(spec: DatasetSpec, records: list[Any]) -> str | None:
+    """The text field when the dataset is pre-training text: a .txt file; an alpaca entry that maps `prompt`
+    and no `response` to records without a reply field (LLaMA-Factory's c4_demo); a file passed by path whose
+    records hold `text` and no conversation field."""
+    if spec.path.endswith(".txt") and spec.load_from == "file":
+        return "text"
+    if spec.formatting != "alpaca" or spec.ranking or not records or not isinstance(records[0], dict):
+        return None
+    first, declared = records[0], spec.declared_columns
+    if declared is not None:
+        if "prompt" in declared and "response" not in declared and spec.columns["response"] not in first:
+            return declared["prompt"]
+        return None
+    if "text" in first and not any(f in first for f in CONVERSATION_FIELDS):
+        return "text"
+    return None
+
 
 def sniff_formatting(spec: DatasetSpec, records: list[Any]) -> DatasetSpec:
-    """A file passed by path has no entry: recognise ShareGPT / OpenAI records by their fields."""
+    """A file passed by path has no entry: recognise ShareGPT / OpenAI records by their fields. Pre-training
+    text of any file gets no response column (formats.from_alpaca then makes one document of each record)."""
+    text = _text_column(spec, records)
+    if text is not None:
+        spec.formatting, spec.tags = "alpaca", {}
+        spec.columns = {**effective_columns("alpaca", spec.declared_columns), "prompt": text, "response": ""}
+        return spec
     if spec.declared_columns is not None or not records or not isinstance(records[0], dict):
         return spec
     first = records[0]
@@ -297,6 +324,8 @@ def prepare_datasets(
     train_convs, val_convs = conversations if conversations is not None else load_split(cfg)
     if cfg.stage in ("dpo", "rm"):
         return _pair_datasets(cfg, tokenizer, template, train_convs, val_convs)
+    if cfg.stage == "pt":
+        return _document_datasets(cfg, tokenizer, template, train_convs, val_convs)
     kw = dict(
         cutoff_len=cfg.cutoff_len,
         train_on_prompt=cfg.train_on_prompt,
@@ -334,3 +363,16 @@ def _pair_datasets(cfg: Any, tokenizer: Any, template: Any, train_convs: list, v
                 f"no {name} pairs left: all {part.stats.records} lost a reply to cutoff_len={cfg.cutoff_len}"
             )
     return DataBundle(train, eval_set, getattr(template, "name", "auto"), False)
+
+
+def _document_datasets(
+    cfg: Any, tokenizer: Any, template: Any, train_convs: list, val_convs: list
+) -> DataBundle:
+    """Pre-training text (stage pt): blocks of cutoff_len tokens (documents.py), padded or padding-free."""
+    train = TokenizedSet.from_lists(*encode_documents(train_convs, tokenizer, cfg.cutoff_len))
+    eval_set = (
+        TokenizedSet.from_lists(*encode_documents(val_convs, tokenizer, cfg.cutoff_len))
+        if val_convs
+        else None
+    )
+    return DataBundle(train, eval_set, getattr(template, "name", "auto"), cfg.padding_free)

@@ -103,7 +103,19 @@ def read_parquet(path: Path) -> list[Any]:
         raise DataError(f"{path}: cannot read as parquet ({exc})") from None
 
 
-READERS = {".json": read_json, ".jsonl": read_jsonl, ".csv": read_csv, ".parquet": read_parquet}
+def read_txt(path: Path) -> list[Any]:
+    """Pre-training text, as LLaMA-Factory reads a .txt file: one document per line (blank lines skipped)."""
+    return [{"text": line} for line in _text(path).splitlines() if line.strip()]
+
+
+# .txt files are read when named; a folder dataset reads only the record files (DATA_SUFFIXES)
+READERS = {
+    ".json": read_json,
+    ".jsonl": read_jsonl,
+    ".csv": read_csv,
+    ".parquet": read_parquet,
+    ".txt": read_txt,
+}
 
 
 def _in_folder(file: Path, folder: Path) -> Path:
@@ -128,7 +140,7 @@ def read_file(path: Path) -> list[Any]:
         return [rec for f in files for rec in read_file(_in_folder(f, path))]
     reader = READERS.get(path.suffix.lower())
     if reader is None:
-        raise DataError(f"{path}: unsupported file type '{path.suffix}'; use {', '.join(DATA_SUFFIXES)}")
+        raise DataError(f"{path}: unsupported file type '{path.suffix}'; use {', '.join(READERS)}")
     return reader(path)
 
 

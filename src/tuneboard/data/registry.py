@@ -208,7 +208,7 @@ def spec_for_path(path: Path, formatting: str | None = None) -> DatasetSpec:
 
 
 def looks_like_path(name: str) -> bool:
-    return name.endswith(DATA_SUFFIXES) or "/" in name or os.sep in name
+    return name.endswith((*DATA_SUFFIXES, ".txt")) or "/" in name or os.sep in name
 
 
 def resolve(

@@ -192,8 +192,12 @@ class LightTokenizer:
         self.chat_template = (
             jinja.read_text(encoding="utf-8") if jinja.exists() else conf.get("chat_template")
         )
-        eos = conf.get("eos_token")
+        eos, bos = conf.get("eos_token"), conf.get("bos_token")
         self.eos_token = eos.get("content") if isinstance(eos, dict) else eos
+        self.bos_token = bos.get("content") if isinstance(bos, dict) else bos
+        self.eos_token_id = self._tok.token_to_id(self.eos_token) if self.eos_token else None
+        self.bos_token_id = self._tok.token_to_id(self.bos_token) if self.bos_token else None
+        self.add_bos_token = bool(conf.get("add_bos_token", False))
 
     def __call__(
         self, texts: list[str], add_special_tokens: bool = False, return_offsets_mapping: bool = False, **_

@@ -67,7 +67,8 @@ def summary(cfg: Config, model: Any, data: DataBundle, args: Any, precision: str
         f"{100 * trainable / max(total, 1):.2f}%, {cfg.finetuning_type})",
         f"template   {data.template_name}",
         f"train      {len(data.train)} samples, {s.tokens} tokens ({s.trained_tokens} trained) "
-        f"from {', '.join(cfg.datasets)}",
+        f"from {', '.join(cfg.datasets)}"
+        + (f" ({s.records} documents cut into blocks of {cfg.cutoff_len})" if cfg.stage == "pt" else ""),
     ]
     if data.eval is not None:
         lines.append(f"eval       {len(data.eval)} samples, {data.eval.stats.tokens} tokens")
