@@ -25,6 +25,7 @@ RESULTS = "all_results.json"  # written last: the run finished
 TRAIN_RESULTS = "train_results.json"  # LLaMA-Factory's name; removed with a previous run
 PLOT = "training_loss.png"
 TRAINER_STATE = "trainer_state.json"  # inside a checkpoint, written last
+VALUE_HEAD = "value_head.safetensors"  # stage rm: the reward head inside a checkpoint (an adapter omits it)
 PISSA_INIT = "pissa_init"  # PiSSA's adapter before training, which the final save converts against
 STAGING = ".{name}.partial"  # checkpoint-N is written in output_dir/.checkpoint-N.partial/checkpoint-N
 # what `tuneboard eval` writes in its output_dir, as LLaMA-Factory names them

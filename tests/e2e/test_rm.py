@@ -57,3 +57,31 @@ def test_reward_model_trains_and_loads_in_transformers(tmp_path, finetuning_type
             score = [model(input_ids=torch.tensor([ids])).logits[0, 0].item() for ids in (c_ids, r_ids)]
             wins += score[0] > score[1]
     assert wins >= 13, wins
+
+
+def test_resume_continues_with_the_trained_value_head(tmp_path):
+    """A LoRA checkpoint holds only the adapter: without the head saved beside it, a resumed run would go on
+    from a freshly initialised head and end elsewhere than the uninterrupted run."""
+    from safetensors.torch import load_file
+
+    from tuneboard import rundir
+
+    import shutil
+
+    keys = dict(stage="rm", max_steps=8, save_strategy="steps", save_steps=4, learning_rate=1e-3)
+    ref = run_dpo(tmp_path, "rm-ref", **keys)
+    assert (ref / "checkpoint-4" / rundir.VALUE_HEAD).is_file()
+
+    # the run as a kill after its first checkpoint leaves it
+    resumed = tmp_path / "saves" / "rm-resumed"
+    shutil.copytree(ref / "checkpoint-4", resumed / "checkpoint-4")
+    run_dpo(tmp_path, "rm-resumed", **keys, resume_from_checkpoint=True)
+    head = {d: load_file(str(d / "model.safetensors"))["score.weight"] for d in (ref, resumed)}
+    assert head[ref].abs().sum() > 0
+    assert torch_allclose(head[ref], head[resumed])
+
+
+def torch_allclose(a, b) -> bool:
+    import torch
+
+    return torch.allclose(a.float(), b.float(), atol=1e-5)

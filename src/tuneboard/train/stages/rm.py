@@ -4,7 +4,8 @@ r_chosen > r_rejected (`rewards/accuracies`, `eval_rewards/accuracies` on held-o
 
 The output directory is a plain transformers sequence-classification model (LoRA merged into it, the head
 saved as `score.weight`, num_labels 1): `AutoModelForSequenceClassification.from_pretrained(output_dir)` scores
-a conversation as the logit at its last token. Checkpoints mid-run hold the adapter or model without the head.
+a conversation as the logit at its last token. Each checkpoint holds the head beside the adapter or model
+(rundir.VALUE_HEAD), so resume_from_checkpoint continues with the trained head, not a fresh one.
 
 Training layer, a stage beside sft.py and dpo.py; trainer.BaseTrainer does the rest.
 """
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 
 from ... import rundir
 from ...data.collate import PairCollator
+from ...errors import TuneboardError
 from ...files import fsync_tree, replace_dir
 from ..trainer import BaseTrainer
 
@@ -69,6 +71,31 @@ class RewardTrainer(BaseTrainer):
             training=model.training,
         )
         return (loss, None) if return_outputs else loss
+
+    # ---- checkpoints: the head beside the adapter (PEFT saves only its own weights) ----
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        super()._save(output_dir, state_dict=state_dict)
+        if self.args.should_save:
+            from safetensors.torch import save_file
+
+            head = self.accelerator.unwrap_model(self.model).v_head
+            path = Path(output_dir or self.args.output_dir) / rundir.VALUE_HEAD
+            save_file({"weight": head.weight.detach().cpu().contiguous()}, str(path))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        path = Path(resume_from_checkpoint) / rundir.VALUE_HEAD
+        if not path.is_file():
+            raise TuneboardError(
+                f"{resume_from_checkpoint} has no {rundir.VALUE_HEAD}: it was not written by a reward-model run "
+                "of this version; start the run again without resume_from_checkpoint"
+            )
+        from safetensors.torch import load_file
+
+        head = self.accelerator.unwrap_model(model if model is not None else self.model).v_head
+        with torch.no_grad():
+            head.weight.copy_(load_file(str(path))["weight"].to(head.weight.device, head.weight.dtype))
 
     def save_final(self, out: Path) -> None:
         """A sequence-classification model (staged, then each file renamed into output_dir)."""
