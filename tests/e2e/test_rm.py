@@ -62,11 +62,11 @@ def test_reward_model_trains_and_loads_in_transformers(tmp_path, finetuning_type
 def test_resume_continues_with_the_trained_value_head(tmp_path):
     """A LoRA checkpoint holds only the adapter: without the head saved beside it, a resumed run would go on
     from a freshly initialised head and end elsewhere than the uninterrupted run."""
+    import shutil
+
     from safetensors.torch import load_file
 
     from tuneboard import rundir
-
-    import shutil
 
     keys = dict(stage="rm", max_steps=8, save_strategy="steps", save_steps=4, learning_rate=1e-3)
     ref = run_dpo(tmp_path, "rm-ref", **keys)
