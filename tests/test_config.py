@@ -292,3 +292,11 @@ def test_no_and_yes_stay_words_for_a_key_with_choices(tmp_path):
     assert from_dict({"save_strategy": False})[0].save_strategy == "no"  # a mapping read by yaml.safe_load
     with pytest.raises(ConfigError, match="'flash_attn' is 'off'; expected one of auto, disabled"):
         load(None, ["flash_attn=off"])
+
+
+def test_do_predict_without_do_train_only_predicts_as_in_llamafactory():
+    cfg, _ = from_dict({"do_predict": True, "eval_dataset": "identity"})
+    assert cfg.do_train is False and "do_train" not in cfg.explicit
+    cfg, _ = from_dict({"do_predict": True, "do_train": True, "dataset": "identity"})
+    assert cfg.do_train is True
+    assert from_dict({})[0].do_train is True

@@ -43,6 +43,8 @@ def test_lf_method_keys_are_accepted_with_their_types():
         ({"finetuning_type": "oft", "oft_rank": 4}, "set exactly one of 'oft_rank' and 'oft_block_size'"),
         ({"loraplus_lr_ratio": 0}, "'loraplus_lr_ratio' must be greater than 0"),
         ({"use_llama_pro": True}, "use_llama_pro needs finetuning_type: freeze"),
+        ({"use_muon": True, "loraplus_lr_ratio": 16}, "set only one of use_muon, loraplus_lr_ratio"),
+        ({"use_badam": True}, "use_badam trains full weights block by block"),
         ({"lr_scheduler_kwargs": "[1, 2]"}, "'lr_scheduler_kwargs' must be a mapping"),
         ({"galore_proj_type": "diagonal"}, "'galore_proj_type' is 'diagonal'; expected one of"),
     ],
@@ -56,13 +58,10 @@ def test_bad_method_values_say_what_is_wrong(data, message):
 @pytest.mark.parametrize(
     ("key", "value", "reason"),
     [
-        ("use_badam", True, "package badam"),
-        ("use_adam_mini", True, "package adam-mini"),
-        ("use_muon", True, "Muon"),
         ("mixture_of_depths", "convert", "mixture-of-depths"),
         ("ray_num_workers", 4, "Ray"),
         ("quantization_method", "hqq", "GPU packages"),
-        ("use_eaft_loss", True, "EAFT"),
+        ("use_asft_loss", True, "ASFT"),
     ],
 )
 def test_keys_that_cannot_run_are_refused_in_one_line(key, value, reason):
@@ -74,11 +73,11 @@ def test_keys_that_cannot_run_are_refused_in_one_line(key, value, reason):
 
 def test_refused_keys_left_off_and_their_companions_are_noted_not_fatal():
     cfg, notes = from_dict(
-        {"use_badam": False, "badam_mode": "layer", "quantization_method": "bnb"}, "c.yaml"
+        {"use_asft_loss": False, "asft_alpha": 1.0, "quantization_method": "bnb"}, "c.yaml"
     )
     assert notes == [
-        "c.yaml: 'use_badam' is ignored (off)",
-        "c.yaml: 'badam_mode' is ignored (use_badam is not supported)",
+        "c.yaml: 'use_asft_loss' is ignored (off)",
+        "c.yaml: 'asft_alpha' is ignored (use_asft_loss is not supported)",
         "c.yaml: 'quantization_method' is ignored (the default)",
     ]
 
@@ -105,3 +104,20 @@ def test_double_quantization_and_quantization_type_reach_bitsandbytes(monkeypatc
     cfg, _ = from_dict({"quantization_bit": 4, "double_quantization": False, "quantization_type": "fp4"})
     chosen = quantization_config(cfg)
     assert (chosen.bnb_4bit_quant_type, chosen.bnb_4bit_use_double_quant) == ("fp4", False)
+
+
+@pytest.mark.parametrize(("key", "package"), [("use_badam", "badam"), ("use_adam_mini", "adam-mini")])
+def test_block_optimizers_without_their_package_name_it(monkeypatch, key, package):
+    import importlib.util
+
+    from tuneboard.train.optimizer import check_packages
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda m, *a: None if m in ("badam", "adam_mini") else real(m, *a)
+    )
+    cfg, _ = from_dict({key: True, "finetuning_type": "full"}, "cfg.yaml")
+    with pytest.raises(
+        ConfigError, match=rf"'{key}' needs the .* package: pip install 'tuneboard\[{package}\]'"
+    ):
+        check_packages(cfg)

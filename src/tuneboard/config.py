@@ -63,7 +63,11 @@ class Config(MethodKeys):  # the method keys (DoRA, PiSSA, LoRA+, OFT, GaLore, .
         "(preference pairs), kto (replies tagged desirable or not), rm (reward model on preference pairs)",
         (*STAGES, *sorted(STAGES_NOT_YET - set(STAGES))),
     )
-    do_train: bool = _method(True, "train (false: only predict with an existing model)")
+    do_train: bool = _method(
+        True,
+        "train (false: only predict with an existing model); as in LLaMA-Factory, a config that sets "
+        "do_predict and not do_train only predicts",
+    )
     do_eval: bool = _method(False, "compute the eval loss during training (see eval_strategy)")
     do_predict: bool = _method(False, "generate on the eval datasets and score the replies")
     predict_with_generate: bool = _method(False, "predict by generating replies (BLEU-4, ROUGE, accuracy)")
@@ -373,7 +377,10 @@ def from_dict(data: dict[str, Any], where: str = "<config>", strict: bool = True
             hint = f"; did you mean '{close}'?" if close else ""
             raise ConfigError(f"{where}: unknown key '{raw_key}'{hint}")
         values[key] = _coerce(key, value, types[key], where)
-    cfg = Config(**values, source=where, explicit=frozenset(values))
+    explicit = frozenset(values)
+    if values.get("do_predict") and "do_train" not in values:  # LLaMA-Factory's predict configs (nlg_eval)
+        values["do_train"] = False
+    cfg = Config(**values, source=where, explicit=explicit)
     _validate(cfg, where)
     return cfg, notes
 

@@ -30,7 +30,6 @@ IGNORED_KEYS = {
     "neat_packing": "packing always isolates samples",
     "enable_liger_kernel": "not used",
     "use_unsloth": "not used",
-    "rope_scaling": "not used",
     "export_hub_model_id": "push to the hub yourself",
     "run_name": "not used",
 }

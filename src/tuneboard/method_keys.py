@@ -1,4 +1,4 @@
-"""LLaMA-Factory's stage, method and optimizer keys (DPO/KTO, DoRA, rsLoRA, PiSSA, LoRA+, OFT, freeze modules, LLaMA-Pro, NEFTune,
+"""LLaMA-Factory's stage, method and optimizer keys, tokenized_path (DPO/KTO, DoRA, rsLoRA, PiSSA, LoRA+, OFT, freeze modules, LLaMA-Pro, NEFTune,
 GaLore, APOLLO) and the TrainingArguments options people paste, declared once with help text; config.Config
 inherits them. Also the keys tuneboard cannot run here, each refused in one line saying why.
 
@@ -14,22 +14,15 @@ from typing import Any
 from .errors import ConfigError
 from .keys import group
 
-_method, _train = group("method"), group("train")
+_model, _method, _data, _train = group("model"), group("method"), group("data"), group("train")
 
 # LLaMA-Factory keys that cannot run in tuneboard: set to anything but false/empty, they stop with this reason
 REFUSED_KEYS = {
-    "use_badam": "BAdam (block-wise Adam, PyPI package badam) is not wired into tuneboard; "
-    "use finetuning_type: freeze or lora",
-    "use_adam_mini": "Adam-mini (PyPI package adam-mini) is not wired into tuneboard; use optim: adamw_torch",
-    "use_muon": "Muon (torch.optim.Muon takes 2-D weights only; the rest needs AdamW beside it) is not wired "
-    "into tuneboard; use optim: adamw_torch",
     "use_mca": "Megatron-Core (mcore_adapter) needs several GPUs and its own package; not supported",
     "use_hyper_parallel": "hyper-parallel training needs several GPUs; not supported",
     "mixture_of_depths": "mixture-of-depths conversion (the MoD package) is not supported",
     "use_unsloth_gc": "Unsloth's gradient checkpointing needs the unsloth package and a CUDA GPU; not supported",
-    "use_dft_loss": "the DFT loss is not supported; tuneboard trains with cross-entropy on the labelled tokens",
     "use_asft_loss": "the ASFT loss is not supported; tuneboard trains with cross-entropy on the labelled tokens",
-    "use_eaft_loss": "the EAFT loss is not supported; tuneboard trains with cross-entropy on the labelled tokens",
     "ray_num_workers": "Ray training is not supported; run `tuneboard train` on each machine (torchrun)",
     "ray_run_name": "Ray training is not supported; run `tuneboard train` on each machine (torchrun)",
     "quantization_method": "only bitsandbytes (quantization_bit: 4 or 8, CUDA) is supported; "
@@ -39,13 +32,12 @@ REFUSED_KEYS = {
 }
 # companions of a refused key, accepted and ignored when that key is off (badam_mode with use_badam: false)
 REFUSED_PREFIXES = {
-    "badam_": "use_badam",
     "asft_": "use_asft_loss",
-    "eaft_": "use_eaft_loss",
     "ray_": "Ray",
     "fp8_": "fp8",
 }
 REFUSED_QUIET = {"quantization_method": "bnb", "fsdp": ""}  # values that mean "off" besides false/empty
+ROPE_KINDS = ("linear", "dynamic", "yarn", "llama3")  # transformers' RoPE types that LLaMA-Factory offers
 PREF_LOSSES = ("sigmoid", "hinge", "ipo", "orpo", "simpo")
 JSON_KEYS = {"lr_scheduler_kwargs"}  # a mapping in YAML, kept as JSON text
 
@@ -98,6 +90,23 @@ class MethodKeys:
     simpo_gamma: float = _method(0.5, "simpo: target reward margin gamma")
     kto_chosen_weight: float = _method(1.0, "kto: weight of the loss on desirable replies")
     kto_rejected_weight: float = _method(1.0, "kto: weight of the loss on undesirable replies")
+    use_dft_loss: bool = _method(
+        False, "sft: DFT loss, each token's cross-entropy weighted by its (constant) predicted probability"
+    )
+    rope_scaling: str | None = _model(
+        None,
+        "longer context by RoPE scaling: linear, dynamic, yarn or llama3 (factor ceil(cutoff_len / the model's "
+        "length); kept in chat, eval and exports)",
+    )
+    use_eaft_loss: bool = _method(
+        False, "sft: EAFT loss, each token's cross-entropy weighted by (top-20 entropy / 3) ** eaft_alpha"
+    )
+    eaft_alpha: float = _method(1.0, "EAFT: power of the entropy weight")
+    tokenized_path: str | None = _data(
+        None,
+        "directory of the tokenized sets: written (then the run stops, as in LLaMA-Factory) when absent, "
+        "read instead of tokenizing when present",
+    )
     quantization_type: str = _method(
         "nf4", "QLoRA: 4-bit data type of bitsandbytes (quantization_bit: 4)", ("nf4", "fp4")
     )
@@ -155,6 +164,26 @@ class MethodKeys:
     apollo_scale_type: str = _train("channel", "APOLLO: scaling: channel or tensor", ("channel", "tensor"))
     apollo_layerwise: bool = _train(False, "APOLLO: update layer by layer (less memory)")
     apollo_scale_front: bool = _train(False, "APOLLO: scale the gradient before the norm-growth limiter")
+    use_badam: bool = _train(False, "BAdam: train one block of layers at a time (package badam; full)")
+    badam_mode: str = _train(
+        "layer", "BAdam: layer (one decoder layer at a time) or ratio", ("layer", "ratio")
+    )
+    badam_start_block: int | None = _train(
+        None, "BAdam layer mode: the block trained first (default: by mode)"
+    )
+    badam_switch_mode: str = _train(
+        "ascending", "BAdam layer mode: order of the blocks", ("ascending", "descending", "random", "fixed")
+    )
+    badam_switch_interval: int = _train(50, "BAdam layer mode: steps before the next block is trained")
+    badam_update_ratio: float = _train(0.05, "BAdam ratio mode: share of each matrix updated")
+    badam_mask_mode: str = _train("adjacent", "BAdam ratio mode: which entries", ("adjacent", "scatter"))
+    badam_verbose: int = _train(0, "BAdam: 0 quiet, 1 block switches, 2 trainable parameters too")
+    use_adam_mini: bool = _train(
+        False, "Adam-mini: one second moment per block of weights (package adam-mini)"
+    )
+    use_muon: bool = _train(
+        False, "Muon (torch.optim.Muon) for the weight matrices inside the layers, AdamW for the rest"
+    )
     adam_beta1: float = _train(0.9, "Adam beta1 (first-moment decay)")
     adam_beta2: float = _train(0.999, "Adam beta2 (second-moment decay)")
     adam_epsilon: float = _train(1e-8, "Adam epsilon")
@@ -205,10 +234,30 @@ def validate(cfg: Any, where: str) -> None:
         raise ConfigError(f"{where}: {', '.join(lora_only)} need finetuning_type: lora")
     if cfg.use_dora and cfg.pissa_init:
         raise ConfigError(f"{where}: use_dora and pissa_init cannot be combined (peft supports one)")
+    if cfg.rope_scaling not in (None, *ROPE_KINDS):
+        raise ConfigError(
+            f"{where}: 'rope_scaling' is {cfg.rope_scaling!r}; expected one of {', '.join(ROPE_KINDS)}"
+        )
+    if cfg.use_badam and cfg.finetuning_type != "full":
+        raise ConfigError(f"{where}: use_badam trains full weights block by block: set finetuning_type: full")
+    if cfg.use_badam and not 0 < cfg.badam_update_ratio <= 1:
+        raise ConfigError(f"{where}: 'badam_update_ratio' must be in (0, 1], got {cfg.badam_update_ratio}")
+    for key in ("use_dft_loss", "use_eaft_loss"):
+        if getattr(cfg, key) and cfg.stage not in ("sft", "pt"):
+            raise ConfigError(f"{where}: {key} is a loss of stage sft, not of stage {cfg.stage}")
+    if cfg.use_dft_loss and cfg.use_eaft_loss:
+        raise ConfigError(f"{where}: set only one of use_dft_loss and use_eaft_loss")
+    if cfg.eaft_alpha < 0:
+        raise ConfigError(f"{where}: 'eaft_alpha' must not be negative, got {cfg.eaft_alpha}")
     if cfg.use_llama_pro and cfg.finetuning_type != "freeze":
         raise ConfigError(f"{where}: use_llama_pro needs finetuning_type: freeze")
-    if cfg.use_galore and cfg.use_apollo:
-        raise ConfigError(f"{where}: set only one of use_galore and use_apollo")
+    chosen = [
+        k for k in ("use_galore", "use_apollo", "use_muon", "use_badam", "use_adam_mini") if getattr(cfg, k)
+    ]
+    if cfg.loraplus_lr_ratio is not None:
+        chosen.append("loraplus_lr_ratio")
+    if len(chosen) > 1:
+        raise ConfigError(f"{where}: set only one of {', '.join(chosen)} (each brings its own optimizer)")
     if (cfg.use_galore or cfg.use_apollo) and cfg.deepspeed:
         raise ConfigError(f"{where}: GaLore / APOLLO do not work with deepspeed")
     if (cfg.use_galore or cfg.use_apollo) and cfg.finetuning_type in ("lora", "oft"):

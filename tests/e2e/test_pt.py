@@ -84,6 +84,12 @@ def test_stages_and_data_must_agree(tmp_path, capsys):
     assert tuneboard(["train", str(write_yaml(tmp_path / "b.yaml", stage="pt", dataset="qa", **cfg))]) == 1
     assert "stage pt trains on plain text, but 10 of 10 records of qa" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+    tok = dict(stage="pt", dataset="notes", tokenized_path=str(tmp_path / "tok"), **cfg)
+    assert tuneboard(["train", str(write_yaml(tmp_path / "c.yaml", **tok))]) == 1
+    assert "tokenized_path is supported for stage sft; stage pt tokenizes its data each run" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "tok").exists()
 
 
 def test_data_check_and_preview_show_documents(tmp_path, capsys):

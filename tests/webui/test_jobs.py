@@ -248,5 +248,5 @@ def test_every_path_setting_is_confined():
     """A new config key that holds text is confined as a path unless it is declared as plain text here."""
     assert jobs.confined_keys() == {
         "adapter_name_or_path", "cache_dir", "dataset", "dataset_dir", "deepspeed", "eval_dataset",
-        "export_dir", "model_name_or_path", "output_dir", "resume_from_checkpoint",
+        "export_dir", "model_name_or_path", "output_dir", "resume_from_checkpoint", "tokenized_path",
     }  # fmt: skip

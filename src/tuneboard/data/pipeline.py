@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from . import fastbpe
+from . import fastbpe, tokenized_dir
 from .cache import _fingerprint, cache_dir
 from .documents import encode_documents
 from .formats import Conversation, default_tags, effective_columns, to_conversation
@@ -296,6 +296,7 @@ class DataBundle:
     eval: Any | None
     template_name: str
     padding_free: bool
+    tokenized_saved: bool = False  # tokenized_path was written this run (LLaMA-Factory then stops)
 
 
 def load_split(cfg: Any) -> tuple[list[Conversation], list[Conversation]]:
@@ -322,6 +323,10 @@ def prepare_datasets(
     from .collate import pack_groups
 
     train_convs, val_convs = conversations if conversations is not None else load_split(cfg)
+    if cfg.stage != "sft" and cfg.tokenized_path:
+        raise DataError(
+            f"tokenized_path is supported for stage sft; stage {cfg.stage} tokenizes its data each run"
+        )
     if cfg.stage in ("dpo", "rm"):
         return _pair_datasets(cfg, tokenizer, template, train_convs, val_convs)
     if cfg.stage == "pt":
@@ -334,23 +339,42 @@ def prepare_datasets(
         overwrite_cache=cfg.overwrite_cache,
         fast_bpe=cfg.fast_bpe,
     )
-    train = tokenize(train_convs, template, tokenizer, **kw)
+    saved, info = None, None
+    if cfg.tokenized_path:
+        settings = dict(
+            cutoff_len=cfg.cutoff_len, train_on_prompt=cfg.train_on_prompt, mask_history=cfg.mask_history
+        )
+        prints = {
+            "settings": _fingerprint([], template, tokenizer, settings),
+            "train": _fingerprint(train_convs, template, tokenizer, settings),
+            "eval": _fingerprint(val_convs, template, tokenizer, settings) if val_convs else None,
+        }
+        info = tokenized_dir.manifest(cfg, getattr(template, "name", "auto"), prints)
+        saved = tokenized_dir.read(cfg, info, TokenizedSet.load)
+    if saved is not None:
+        train, eval_set = saved["train"], saved["eval"]
+    else:
+        train = tokenize(train_convs, template, tokenizer, **kw)
+        eval_set = tokenize(val_convs, template, tokenizer, **kw) if val_convs else None
     if len(train) == 0:
         raise DataError(
             f"no training samples left: all {train.stats.records} records lost every trained token to "
             f"cutoff_len={cfg.cutoff_len} (e.g. {', '.join(train.stats.dropped_examples[:2])})"
         )
-    eval_set = tokenize(val_convs, template, tokenizer, **kw) if val_convs else None
     fastbpe.clear()  # its tables (~160 MB for Qwen2's vocabulary) are not needed while training
     if eval_set is not None and len(eval_set) == 0:
         raise DataError(
             f"no evaluation samples left: all {eval_set.stats.records} records lost every trained token to "
             f"cutoff_len={cfg.cutoff_len} (e.g. {', '.join(eval_set.stats.dropped_examples[:2])})"
         )
+    if saved is None and info is not None:
+        tokenized_dir.write(cfg, info, {"train": train, "eval": eval_set})
     if cfg.packing:
         train = PackedSet(train, pack_groups(train.lengths().tolist(), cfg.cutoff_len, cfg.seed))
     name = getattr(template, "name", "auto")
-    return DataBundle(train, eval_set, name, cfg.packing or cfg.padding_free)
+    return DataBundle(
+        train, eval_set, name, cfg.packing or cfg.padding_free, saved is None and info is not None
+    )
 
 
 def _pair_datasets(cfg: Any, tokenizer: Any, template: Any, train_convs: list, val_convs: list) -> DataBundle:
@@ -369,10 +393,8 @@ def _document_datasets(
     cfg: Any, tokenizer: Any, template: Any, train_convs: list, val_convs: list
 ) -> DataBundle:
     """Pre-training text (stage pt): blocks of cutoff_len tokens (documents.py), padded or padding-free."""
-    train = TokenizedSet.from_lists(*encode_documents(train_convs, tokenizer, cfg.cutoff_len))
-    eval_set = (
-        TokenizedSet.from_lists(*encode_documents(val_convs, tokenizer, cfg.cutoff_len))
-        if val_convs
-        else None
+    train, eval_set = (
+        TokenizedSet.from_lists(*encode_documents(convs, tokenizer, cfg.cutoff_len)) if convs else None
+        for convs in (train_convs, val_convs)
     )
     return DataBundle(train, eval_set, getattr(template, "name", "auto"), cfg.padding_free)

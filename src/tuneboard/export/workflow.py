@@ -143,7 +143,7 @@ def run(cfg: Config) -> Path:
     tokenizer = load_tokenizer(source.base_dir, cfg)
     template = load_template(cfg.template, tokenizer, source.base_dir, source.adapters)
     device_map = "auto" if cfg.export_device == "auto" and torch.cuda.is_available() else None
-    model = load_model(source.base_dir, cfg, dtype=torch.float32, device_map=device_map)
+    model = load_model(source.base_dir, cfg, torch.float32, device_map, adapters=source.adapters)
     model = merge_adapters(model, source.adapters)
     model = model.to(_dtype(cfg, model))
     if hasattr(template, "name"):

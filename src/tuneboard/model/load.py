@@ -16,7 +16,7 @@ from .. import hub
 from ..config import Config
 from ..data.templates.resolve import load_template
 from ..errors import TuneboardError
-from . import gguf, tiny
+from . import gguf, rope, tiny
 from .adapters import merge_adapters
 
 log = logging.getLogger(__name__)
@@ -147,9 +147,12 @@ def attn_implementation(cfg: Config) -> str:
     return "eager" if cfg.flash_attn == "eager" else "sdpa"
 
 
-def load_model(model_dir: Path, cfg: Config, dtype: Any, device_map: Any = None) -> Any:
-    """The causal LM in `dtype`, which every caller chooses (never the dtype the checkpoint happens to be in)."""
-    from transformers import AutoModelForCausalLM
+def load_model(
+    model_dir: Path, cfg: Config, dtype: Any, device_map: Any = None, adapters: list[Path] | None = None
+) -> Any:
+    """The causal LM in `dtype`, which every caller chooses (never the dtype the checkpoint happens to be in);
+    RoPE scaled when rope_scaling asks (here, or in the run that made `adapters`: rope.py)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # per-tensor load/save bars; hub download bars are unaffected
@@ -165,6 +168,11 @@ def load_model(model_dir: Path, cfg: Config, dtype: Any, device_map: Any = None)
     elif device_map is not None:
         kwargs["device_map"] = device_map
     kwargs["dtype"] = dtype
+    scaling = rope.requested(cfg, adapters or [])
+    if scaling:
+        config = AutoConfig.from_pretrained(model_dir, trust_remote_code=cfg.trust_remote_code)
+        if rope.apply(config, *scaling):
+            kwargs["config"] = config
     try:
         return AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
     except ValueError as exc:
@@ -233,7 +241,7 @@ def load_for_inference(cfg: Config) -> Inference:
     tokenizer = load_tokenizer(source.base_dir, cfg)
     template = load_template(cfg.template, tokenizer, source.base_dir, source.adapters)
     device = "cuda" if torch.cuda.is_available() and not cfg.use_cpu else "cpu"
-    model = load_model(source.base_dir, cfg, dtype=torch_dtype(cfg.infer_dtype, device))
+    model = load_model(source.base_dir, cfg, torch_dtype(cfg.infer_dtype, device), adapters=source.adapters)
     model = merge_adapters(model, source.adapters)
     if not cfg.quantization_bit:
         model = model.to(device)

@@ -1,5 +1,5 @@
 """The optimizer choices beyond TrainingArguments' own names: LoRA+ (peft's builder: the B matrices at
-learning_rate x loraplus_lr_ratio), GaLore and APOLLO (transformers' low-rank optimizers, from their PyPI packages).
+learning_rate x loraplus_lr_ratio), Muon beside AdamW (muon.py), BAdam and Adam-mini (block_optim.py), GaLore and APOLLO (transformers' low-rank optimizers, from their PyPI packages).
 
 Training layer: arguments.py asks `low_rank_arguments` for TrainingArguments, trainer.py asks `build` for the
 optimizer; the Trainer's own optimizer is used when neither applies.
@@ -24,6 +24,8 @@ PACKAGES = {
         ("apollo_torch", "bitsandbytes"),
         "pip install 'tuneboard[apollo]' (apollo-torch, bitsandbytes)",
     ),
+    "use_badam": (("badam",), "pip install 'tuneboard[badam]' (badam)"),
+    "use_adam_mini": (("adam_mini",), "pip install 'tuneboard[adam-mini]' (adam-mini)"),
 }
 ALL_BUT_HEAD = r"(?!.*lm_head).*"  # every linear layer but the LM head (transformers matches the whole name)
 
@@ -61,8 +63,29 @@ def low_rank_arguments(cfg: Config) -> dict[str, Any]:
 
 def build(trainer: Any) -> Any | None:
     """LoRA+: peft's optimizer with the B matrices (and LoRA embeddings) in their own parameter groups, on the
-    Trainer's optimizer class and arguments; None: the Trainer builds its own."""
+    Trainer's optimizer class and arguments; Muon (muon.py) beside AdamW; None: the Trainer builds its own."""
     cfg = trainer.cfg
+    if cfg.use_badam or cfg.use_adam_mini:
+        from . import block_optim
+
+        check_packages(cfg)
+        if cfg.use_adam_mini:
+            return block_optim.adam_mini(trainer.model, trainer.args)
+        optimizer_cls, kwargs = trainer.get_optimizer_cls_and_kwargs(trainer.args, trainer.model)
+        return block_optim.badam(trainer.model, cfg, optimizer_cls, dict(kwargs), trainer.args.weight_decay)
+    if cfg.use_muon:
+        import torch
+
+        from . import muon
+
+        if not hasattr(torch.optim, "Muon"):
+            raise ConfigError(f"{cfg.source}: 'use_muon' needs torch.optim.Muon (torch 2.9 or newer)")
+        if cfg.optim not in ("adamw_torch", "adamw_hf"):
+            warn(f"use_muon: optim {cfg.optim} is replaced by Muon + AdamW")
+        a = trainer.args
+        return muon.build(
+            trainer.model, a.learning_rate, a.weight_decay, (a.adam_beta1, a.adam_beta2), a.adam_epsilon
+        )
     if cfg.loraplus_lr_ratio is None:
         return None
     from peft.optimizers import create_loraplus_optimizer

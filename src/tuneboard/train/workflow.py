@@ -113,12 +113,17 @@ def run(cfg: Config, conversations: tuple[list[Any], list[Any]] | None = None) -
             cfg if first else replace(cfg, overwrite_cache=False), tokenizer, template, conversations
         )
 
+    if data.tokenized_saved:
+        say(f"tokenized sets saved in {cfg.tokenized_path}; run the same command again to train on them")
+        end_process_group()
+        return {"tokenized": cfg.tokenized_path}
+
     from transformers import set_seed
 
     from .stages import stage_trainer
 
     set_seed(cfg.seed)  # before the adapters are created: LoRA's initial weights come from this RNG
-    model = load_model(source.base_dir, cfg, dtype=weight_dtype(cfg, precision))
+    model = load_model(source.base_dir, cfg, weight_dtype(cfg, precision), adapters=source.adapters)
     model = prepare(model, cfg, [str(a) for a in source.adapters])
 
     out = Path(cfg.output_dir)
@@ -166,7 +171,7 @@ def main(cfg: Config, command: tuple[str | None, list[str], bool] | None = None)
         if argv:
             return run_launcher(argv)
         result = run(cfg, conversations)
-        if result.get("interrupted"):
+        if result.get("interrupted") or result.get("tokenized"):
             return 0
     if (cfg.do_predict or cfg.predict_with_generate) and is_main_process():
         from ..evaluate import workflow as evaluate

@@ -53,6 +53,7 @@ TEXT_KEYS |= {"optim", "lr_scheduler_type", "optim_args", "lr_scheduler_kwargs"}
 TEXT_KEYS |= {"oft_target", "galore_target", "apollo_target"}  # module names
 TEXT_KEYS |= {"freeze_trainable_modules", "freeze_extra_modules"}
 TEXT_KEYS |= {"api_allowed_hosts"}  # host names
+TEXT_KEYS |= {"rope_scaling"}  # a RoPE type
 MODEL_KEYS = {"model_name_or_path"}  # a builtin name or a hub id 'org/name' when no such path exists
 DATASET_KEYS = {"dataset", "eval_dataset"}  # registered names, or data file paths
 

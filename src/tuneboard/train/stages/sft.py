@@ -16,7 +16,12 @@ from ..trainer import BaseTrainer
 
 
 def labelled_loss(
-    model: Any, inputs: dict[str, Any], num_items: Any = None, fused: bool = False
+    model: Any,
+    inputs: dict[str, Any],
+    num_items: Any = None,
+    fused: bool = False,
+    dft: bool = False,
+    eaft_alpha: float | None = None,
 ) -> tuple[Any, int]:
     """Cross-entropy over positions whose next token carries a label.
 
@@ -25,6 +30,10 @@ def labelled_loss(
     of the batch), which saves the lm_head matmul and the [T, V] logits of every unlabelled position.
     `fused`: where the head is plain (fused.plain_head), the model returns those positions' hidden states and
     fused.linear_cross_entropy projects them in chunks, so no [positions, V] tensor is kept for backward.
+    `dft` (use_dft_loss): each token's cross-entropy weighted by the model's probability of that token, held
+    constant in the backward pass (Dynamic Fine-Tuning, Wu et al. 2025). `eaft_alpha` (use_eaft_loss): each
+    token's cross-entropy weighted by (H / 3) ** alpha, H the entropy of the model's 20 most likely next tokens
+    (renormalised), also held constant. Both are computed on the plain path.
     """
     labels = inputs.pop("labels")
     targets = labels[:, 1:]
@@ -35,7 +44,8 @@ def labelled_loss(
         out = model(**inputs, logits_to_keep=1)
         return out.logits.sum() * 0.0, 0
     tgt = targets[:, keep]
-    head = plain_head(model) if fused and torch.is_grad_enabled() else None
+    weighted = dft or eaft_alpha is not None
+    head = plain_head(model) if fused and not weighted and torch.is_grad_enabled() else None
     if head is not None:
         with hidden_states_out(head):
             hidden = model(**inputs, logits_to_keep=keep, use_cache=False).logits
@@ -43,12 +53,25 @@ def labelled_loss(
     else:
         logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits.float()
         loss = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.size(-1)), tgt.reshape(-1), ignore_index=IGNORE, reduction="sum"
+            logits.reshape(-1, logits.size(-1)), tgt.reshape(-1), ignore_index=IGNORE, reduction="none"
         )
+        if dft:
+            loss = loss * torch.exp(-loss).detach()
+        elif eaft_alpha is not None:
+            loss = loss * entropy_weight(logits.reshape(-1, logits.size(-1)), eaft_alpha)
+        loss = loss.sum()  # ignored positions are 0
     denom = num_items if num_items is not None else n_valid
     if isinstance(denom, torch.Tensor):
         denom = denom.to(loss.device)
     return loss / denom, n_valid
+
+
+@torch.no_grad()
+def entropy_weight(logits: Any, alpha: float, k: int = 20) -> Any:
+    """EAFT's per-position weight: (entropy of the top-k distribution / 3) ** alpha, without gradient."""
+    top = torch.log_softmax(logits.topk(min(k, logits.size(-1)), dim=-1).values, dim=-1)
+    entropy = -(top.exp() * top).sum(-1)
+    return (entropy / 3.0) ** alpha
 
 
 class SFTTrainer(BaseTrainer):
@@ -56,7 +79,14 @@ class SFTTrainer(BaseTrainer):
         if model.training:
             self.count_tokens(inputs)
         self.loss_is_scaled_for_ga = num_items_in_batch is not None
-        loss, n_valid = labelled_loss(model, dict(inputs), num_items_in_batch, fused=self.fused)
+        loss, n_valid = labelled_loss(
+            model,
+            dict(inputs),
+            num_items_in_batch,
+            fused=self.fused,
+            dft=self.cfg.use_dft_loss,
+            eaft_alpha=self.cfg.eaft_alpha if self.cfg.use_eaft_loss else None,
+        )
         if num_items_in_batch is not None and self.args.average_tokens_across_devices:
             # num_items_in_batch counts every rank's tokens and DDP averages the gradients: undo the average
             loss = loss * self.accelerator.num_processes
