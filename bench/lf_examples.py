@@ -5,11 +5,11 @@
 
 LF_EXAMPLES is LLaMA-Factory's `examples/` directory, or a git directory of the LLaMA-Factory repository (as the
 `fetch` tool gives), read at HEAD. Only the configs in train_lora/, train_full/ and extras/ are taken; the
-multimodal ones and the stage ones (dpo, kto, pretrain, reward, ppo: the stages issue) are skipped and listed.
+multimodal ones and those of the stages tuneboard does not run yet (kto, ppo) are skipped and listed.
 
 Each config is changed in these keys only: model_name_or_path (the tiny model), adapter_name_or_path (the adapter
 of the first LoRA run, for predict configs), dataset / eval_dataset / dataset_dir (the bundled `identity`
-dataset), output_dir and tokenized_path (inside a scratch directory, the working directory of the run, where
+dataset; the preference pairs `dpo_zh_demo` for stages dpo and rm, the text `pt_zh_demo` for pt), output_dir and tokenized_path (inside a scratch directory, the working directory of the run, where
 the DeepSpeed JSON a config names is copied from LF's examples/deepspeed), and the sizes (max_steps, cutoff_len,
 batch 1, no gradient accumulation, max_samples, freeze_trainable_layers
 at most 2 of the tiny model's 4 layers). Every run is classified:
@@ -33,7 +33,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = ("train_lora", "train_full", "extras")
 MULTIMODAL = ("vl", "llava", "mossvl", "qwen2_5vl", "qwen3vl", "mllm", "video", "audio")
-STAGES = ("dpo", "kto", "pretrain", "reward", "ppo", "orpo", "simpo")
+STAGES = ("kto", "ppo")  # stages tuneboard does not run yet (dpo, rm and pt it does)
+DEMO_DATA = {"dpo": "dpo_zh_demo", "rm": "dpo_zh_demo", "pt": "pt_zh_demo"}  # the rest trains on identity
 
 
 def listing(source: Path) -> dict[str, str]:
@@ -80,7 +81,7 @@ def why_skipped(name: str, cfg: object) -> str | None:
     if any(m in low for m in MULTIMODAL) or cfg.get("image_max_pixels") or cfg.get("freeze_vision_tower"):
         return "multimodal"
     stage = str(cfg.get("stage", "sft"))
-    if stage != "sft" or any(s in Path(low).stem.split("_") for s in STAGES):
+    if stage not in ("sft", *DEMO_DATA) or any(s in Path(low).stem.split("_") for s in STAGES):
         return f"stage {stage} (stages issue)"
     return None
 
@@ -95,7 +96,7 @@ def swapped(cfg: dict, model: str, work: Path, name: str, adapter: str | None, s
             cfg.pop("adapter_name_or_path")
     for key in ("dataset", "eval_dataset"):
         if key in cfg:
-            cfg[key] = "identity"
+            cfg[key] = DEMO_DATA.get(str(cfg.get("stage")), "identity")
     cfg["dataset_dir"] = str(ROOT / "data")
     cfg["output_dir"] = str(work / "out" / name)
     if "tokenized_path" in cfg:
