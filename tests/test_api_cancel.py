@@ -213,3 +213,30 @@ def test_max_concurrent_and_max_waiting_bound_admission_and_health_reports_them(
             t.join(60)
     assert [r.status_code for r in replies] == [200, 200, 200]
     assert {r.json()["choices"][0]["message"]["content"] for r in replies} == {alone}
+
+
+class SlowEncode(Slow):
+    """Encoding a prompt takes 2 s (a long prompt with a real tokenizer), holding the thread that does it."""
+
+    def encode(self, messages, system=None, tools=None) -> list[int]:
+        time.sleep(2)
+        return [1, 2, 3]
+
+
+def test_health_answers_while_a_long_prompt_is_encoded(serve_app):
+    """Issue 20 item 5: tokenizing on the event loop stalled /health for as long as the encoding took."""
+    from tuneboard.api.server import create_app
+
+    app = create_app(SlowEncode())
+    with serve_app(app) as url:
+        body = {"messages": WHO, "max_tokens": 4}
+        client = threading.Thread(
+            target=httpx.post, args=(f"{url}/v1/chat/completions",), kwargs={"json": body}
+        )
+        client.start()
+        time.sleep(0.3)  # the request is now being encoded
+        start = time.time()
+        assert httpx.get(f"{url}/health", timeout=5).status_code == 200
+        assert time.time() - start < 1.0, "/health waited for the encoding"
+        client.join(timeout=10)
+        wait_idle(app)
