@@ -300,3 +300,8 @@ def test_do_predict_without_do_train_only_predicts_as_in_llamafactory():
     cfg, _ = from_dict({"do_predict": True, "do_train": True, "dataset": "identity"})
     assert cfg.do_train is True
     assert from_dict({})[0].do_train is True
+
+
+def test_nproc_per_node_is_checked_with_the_config_not_at_launch():
+    with pytest.raises(ConfigError, match="'nproc_per_node' must be at least 1, got 0"):
+        load(None, ["nproc_per_node=0"])

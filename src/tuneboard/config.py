@@ -329,6 +329,8 @@ def _validate(cfg: Config, where: str) -> None:
     for key in NON_NEGATIVE:
         if getattr(cfg, key) < 0:
             raise ConfigError(f"{where}: '{key}' must not be negative, got {getattr(cfg, key)}")
+    if cfg.nproc_per_node is not None and cfg.nproc_per_node < 1:
+        raise ConfigError(f"{where}: 'nproc_per_node' must be at least 1, got {cfg.nproc_per_node}")
     if cfg.learning_rate > 1:
         raise ConfigError(
             f"{where}: 'learning_rate' {cfg.learning_rate} is absurd; typical values are 1e-5 to 1e-3"

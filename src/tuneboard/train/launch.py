@@ -63,8 +63,6 @@ def torchrun_argv(
     if under_launcher():
         return None
     nnodes = _env_int("NNODES", 1, minimum=1)
-    if cfg.nproc_per_node is not None and cfg.nproc_per_node < 1:
-        raise ConfigError(f"{cfg.source}: 'nproc_per_node' must be at least 1, got {cfg.nproc_per_node}")
     nproc = cfg.nproc_per_node or max(visible_gpus() if gpus is None else gpus, 1)
     if nproc == 1 and nnodes == 1:
         return None
