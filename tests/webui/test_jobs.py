@@ -150,8 +150,7 @@ def test_model_names_slugs_and_templates(ws):
     assert lookup.slug("/abs/models/m/") == "m"
     assert lookup.model_ref(ws, "Qwen/Qwen2.5-7B-Instruct") == "Qwen/Qwen2.5-7B-Instruct"
     assert lookup.guess_template(ws, "builtin:tiny") == "chatml"
-    assert lookup.guess_template(ws, "Qwen/Qwen3-8B") == "qwen3"
-    assert lookup.guess_template(ws, "THUDM/glm-4-9b-chat") == "glm4"
+    assert lookup.guess_template(ws, "Qwen/Qwen3-8B") == "auto"  # not downloaded: the CLI decides
     assert lookup.guess_template(ws, "someone/unknown") == "auto"
     local = ws.root / "models" / "mine"
     local.mkdir(parents=True)
@@ -250,3 +249,26 @@ def test_every_path_setting_is_confined():
         "adapter_name_or_path", "cache_dir", "dataset", "dataset_dir", "deepspeed", "eval_dataset",
         "export_dir", "model_name_or_path", "output_dir", "resume_from_checkpoint", "tokenized_path",
     }  # fmt: skip
+
+
+def test_a_cached_hub_model_gets_the_template_the_cli_would_pick(ws, tmp_path, monkeypatch):
+    """The web UI and the CLI use one resolver: for a hub id in the local cache, on the same files."""
+    from tuneboard.data.templates.resolve import template_name
+
+    cache = tmp_path / "hf"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
+    for repo, tokenizer_config in [
+        ("Qwen--Qwen3-8B", {"chat_template": "{{ messages }}"}),  # has its own template: auto
+        ("THUDM--glm-4-9b-chat", {}),  # none: the name hint
+    ]:
+        (cache / f"models--{repo}" / "refs").mkdir(parents=True)
+        (cache / f"models--{repo}" / "refs" / "main").write_text("abc123")
+        snap = cache / f"models--{repo}" / "snapshots" / "abc123"
+        snap.mkdir(parents=True)
+        (snap / "config.json").write_text("{}")
+        (snap / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    for model, expected in [("Qwen/Qwen3-8B", "auto"), ("THUDM/glm-4-9b-chat", "glm4")]:
+        snap = lookup.cached_hub_dir(model)
+        assert snap is not None and snap.name == "abc123"
+        assert lookup.guess_template(ws, model) == template_name(None, snap) == expected

@@ -138,7 +138,21 @@ def guess_template(ws: Workspace, model: str) -> str:
         except TuneboardError:
             return "auto"
         return template_name(None, path if path.is_dir() else None, path.name)
-    return template_name(None, model_name=model)
+    cached = cached_hub_dir(model)
+    # not downloaded yet: `auto` lets the CLI decide with the tokenizer in hand (a name hint here could differ)
+    return template_name(None, cached) if cached else "auto"
+
+
+def cached_hub_dir(model: str) -> Path | None:
+    """The local snapshot of a hub id when it is already in the cache (nothing is downloaded), else None."""
+    from .. import hub
+
+    if model.count("/") != 1 or hub.use_modelscope():
+        return None
+    try:
+        return Path(hub.download(model, local_only=True))
+    except Exception:  # not cached, or no hub library: the CLI will fetch it
+        return None
 
 
 def local_models(ws: Workspace) -> list[str]:

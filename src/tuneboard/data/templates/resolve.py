@@ -76,8 +76,16 @@ def template_name(
             chat_template = has_chat_template(model_dir)
     if chat_template:
         return "auto"
-    name = (model_name or (model_dir.name if model_dir else "")).lower()
+    name = (model_name or (_dir_name(model_dir) if model_dir else "")).lower()
     return next((tpl for pattern, tpl in NAME_HINTS if pattern in name), "auto")
+
+
+def _dir_name(model_dir: Path) -> str:
+    """The name a directory gives its model: a hub cache snapshot (models--Org--Name/snapshots/<hash>) is
+    named by its repository, not by the hash."""
+    if model_dir.parent.name == "snapshots" and model_dir.parent.parent.name.startswith("models--"):
+        return model_dir.parent.parent.name.removeprefix("models--").replace("--", "/")
+    return model_dir.name
 
 
 def load_template(
