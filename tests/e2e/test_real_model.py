@@ -92,6 +92,28 @@ def test_a_gguf_file_is_a_model_to_chat_with(capsys):
     assert "Paris" in chat(str(smollm2_gguf()), "What is the capital of France?")
 
 
+def test_a_gguf_file_is_a_model_to_fine_tune(tmp_path, capsys):
+    """model_name_or_path names the .gguf itself: dequantized (said in the run's log), trained with LoRA, and
+    the adapter then chats on top of the same file."""
+    out = tmp_path / "gguf-lora"
+    config = write_yaml(
+        tmp_path / "train.yaml",
+        model_name_or_path=str(smollm2_gguf()),
+        dataset="identity",
+        finetuning_type="lora",
+        max_steps=2,
+        per_device_train_batch_size=2,
+        cutoff_len=64,
+        save_steps=1000,
+        output_dir=str(out),
+    )
+    assert tuneboard(["train", str(config)]) == 0
+    err = capsys.readouterr().err
+    assert f"note: {GGUF_NAME} holds Q4_1 weights, dequantized to fp32" in err
+    assert (out / "adapter_model.safetensors").exists()
+    assert chat(str(smollm2_gguf()), "Hi", adapter_name_or_path=str(out))  # base + adapter load and answer
+
+
 def test_lora_teaches_the_name_and_the_exports_agree(smol_bf16, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

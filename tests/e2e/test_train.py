@@ -248,3 +248,13 @@ def test_a_bf16_checkpoint_trains_in_the_precision_asked_for(workspace, tmp_path
     header = capsys.readouterr().out
     assert "weights loaded in float32" in header, header
     assert (out / "adapter_model.safetensors").exists()
+    card = (out / "README.md").read_text(encoding="utf-8")  # the model card says what was saved
+    assert "- saved weights: f32 (safetensors)" in card and "- training computed in: fp32" in card
+    assert "- stage: sft, method: lora" in card
+    exported = tmp_path / "export-auto"  # export_dtype auto: the base checkpoint's bf16, not the merge's fp32
+    assert tuneboard(["export", f"model_name_or_path={out}", f"export_dir={exported}"]) == 0
+    assert json.loads((exported / "config.json").read_text()).get("dtype") == "bfloat16"
+    from safetensors import safe_open
+
+    with safe_open(str(next(exported.glob("*.safetensors"))), "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}

@@ -74,12 +74,13 @@ def _refuse_quantized(cfg: Config, base_dir: Path) -> None:
         )
 
 
-def _dtype(cfg: Config, model: Any) -> Any:
+def _dtype(cfg: Config, saved: str | None) -> Any:
+    """export_dtype, or with auto the dtype the base checkpoint was saved in (the merge itself runs in fp32,
+    so the loaded model's own dtype says nothing)."""
     import torch
 
-    if cfg.export_dtype != "auto":
-        return getattr(torch, cfg.export_dtype)
-    return getattr(model.config, "dtype", None) or torch.float32
+    name = cfg.export_dtype if cfg.export_dtype != "auto" else saved
+    return getattr(torch, name) if name in ("float32", "float16", "bfloat16") else torch.float32
 
 
 def trained_run(cfg: Config, adapters: list[Path]) -> dict[str, Any]:
@@ -104,7 +105,7 @@ def model_card(base: str, method: str, run: dict[str, Any], template: str, weigh
         "---",
         f"base_model: {base}",
         "library_name: transformers",
-        "tags: [tuneboard, sft]",
+        f"tags: [tuneboard, {conf.get('stage', 'sft')}]",
         "---",
         f"# Fine-tuned {base}",
         "",
@@ -135,7 +136,7 @@ def run(cfg: Config) -> Path:
     from ..data.templates.hf_jinja import to_jinja
     from ..data.templates.resolve import load_template
     from ..model.adapters import merge_adapters
-    from ..model.load import load_model, load_tokenizer, resolve_source, stop_token_ids
+    from ..model.load import load_model, load_tokenizer, resolve_source, saved_dtype, stop_token_ids
 
     target = check_target(cfg)
     source = resolve_source(cfg)
@@ -145,7 +146,7 @@ def run(cfg: Config) -> Path:
     device_map = "auto" if cfg.export_device == "auto" and torch.cuda.is_available() else None
     model = load_model(source.base_dir, cfg, torch.float32, device_map, adapters=source.adapters)
     model = merge_adapters(model, source.adapters)
-    model = model.to(_dtype(cfg, model))
+    model = model.to(_dtype(cfg, saved_dtype(source.base_dir)))
     if hasattr(template, "name"):
         tokenizer.chat_template = to_jinja(template)
     stops = stop_token_ids(tokenizer, template)

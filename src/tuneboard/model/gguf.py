@@ -46,14 +46,15 @@ def ensure_hf_dir(path: Path) -> Path:
     renamed, so an interrupted conversion is never used)."""
     path = path.expanduser()
     target = cache_root() / f"{path.stem}-{_key(path)}"
-    if (target / "config.json").exists():
-        return target
-    kind = file_type(path)
-    print(
-        f"note: {path.name} holds {kind} weights; dequantizing to fp32 once (cached in {target}). "
-        "What the quantization lost stays lost: fine-tune the original checkpoint when you have it",
+    cached = (target / "config.json").exists()
+    print(  # every time: a run from a quantized file should say so in its own log
+        f"note: {path.name} holds {file_type(path)} weights, dequantized to fp32 "
+        f"({'cached' if cached else 'once, cached'} in {target}). What the quantization lost stays lost: "
+        "fine-tune the original checkpoint when you have it",
         file=sys.stderr,
     )
+    if cached:
+        return target
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

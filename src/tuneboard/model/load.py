@@ -110,6 +110,16 @@ def torch_dtype(name: str, device: str) -> Any:
     return getattr(torch, name)
 
 
+def saved_dtype(model_dir: Path) -> str | None:
+    """The dtype a checkpoint's config.json says its weights are in ('bfloat16', ...), or None."""
+    try:
+        conf = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = conf.get("dtype") or conf.get("torch_dtype")
+    return value if isinstance(value, str) else None
+
+
 def quantization_config(cfg: Config) -> Any:
     if not cfg.quantization_bit:
         return None

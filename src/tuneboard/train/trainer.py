@@ -219,6 +219,7 @@ class BaseTrainer(Trainer):
                 save_pissa_converted(model, staging, rundir.pissa_init_path(out))
             self.accelerator.wait_for_everyone()
             if main:
+                note_weights(staging, self.cfg, self.args)
                 fsync_tree(staging)
                 for p in sorted(staging.iterdir()):
                     replace_dir(p, out / p.name) if p.is_dir() else os.replace(p, out / p.name)
@@ -273,3 +274,25 @@ class BaseTrainer(Trainer):
 
                 plot_loss(out)
         return results
+
+
+def note_weights(folder: Path, cfg: Config, args: Any) -> None:
+    """State in the output's model card (README.md; peft writes one for adapters) what the saved weights are:
+    their dtype as stored, read back from the safetensors files, and the precision training computed in."""
+    from safetensors import safe_open
+
+    dtypes = set()
+    for file in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(file), "pt") as f:
+            dtypes |= {f.get_slice(k).get_dtype() for k in f.keys()}
+    if not dtypes:
+        return
+    stored = ", ".join(sorted(dtypes)).lower()
+    compute = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"  # as resolved for this machine
+    card = folder / "README.md"
+    text = card.read_text(encoding="utf-8") if card.exists() else f"# {cfg.output_dir}\n"
+    section = (
+        f"\n## tuneboard\n\n- stage: {cfg.stage}, method: {cfg.finetuning_type}\n"
+        f"- saved weights: {stored} (safetensors)\n- training computed in: {compute}\n"
+    )
+    card.write_text(text.rstrip("\n") + "\n" + section, encoding="utf-8")
