@@ -164,7 +164,9 @@ def _choose_output(page, label: str) -> None:
 def test_evaluate_shows_accuracy_and_predictions(page, workspace, shots):
     _choose_output(page, RUN)
     go(page, "Evaluate")
-    pick(page, "eval-datasets", "nurse_demo_test", "triage_test")  # triage_test was pre-selected: off
+    expect(page.locator("#eval-datasets")).to_contain_text(
+        "nurse_demo_test"
+    )  # the user's split, pre-selected
     expect(page.locator("#eval-datasets")).not_to_contain_text("triage_test")
     fill(page, "eval-max-samples", 10)
     fill(page, "eval-max-new", 8)
@@ -173,6 +175,7 @@ def test_evaluate_shows_accuracy_and_predictions(page, workspace, shots):
     expect(page.locator("#eval-status")).to_contain_text("finished", timeout=180_000)
     expect(page.locator("#eval-metrics")).to_contain_text("predict_accuracy")
     expect(page.locator("#eval-preds")).to_contain_text("label")
+    expect(page.locator("#eval-preds")).to_contain_text("input (prompt)")
     results = list((workspace / "saves" / "builtin-tiny" / "lora").glob("eval_*/predict_results.json"))
     assert results and "predict_accuracy" in json.loads(results[0].read_text())
     shot(page, shots, "evaluate")

@@ -59,9 +59,9 @@ def test_eval_results_and_export_listing(tmp_path):
         + "\n"
         + json.dumps({"predict": "B", "label": "C"})
     )
-    metrics, preds = results("en", str(tmp_path))
+    metrics, preds, _ = results("en", str(tmp_path))
     assert metrics.values.tolist() == [["predict_accuracy", "50"], ["predict_samples", "2"]]
-    assert preds.values.tolist() == [["A", "A", "✓"], ["C", "B", "✗"]]
+    assert preds.values.tolist() == [["p", "A", "A", "✓"], ["", "C", "B", "✗"]]
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "model.safetensors").write_bytes(b"x" * 2048)
     listing = files_table("en", str(tmp_path))

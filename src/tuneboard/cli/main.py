@@ -98,8 +98,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         entry = tools.add(args.name, Path(args.file), Path(args.dataset_dir), args.formatting, args.force)
         print(f"registered '{args.name}' in {Path(args.dataset_dir) / 'dataset_info.json'}: {entry}")
     elif sub == "split":
-        tr, te, n_tr, n_te = tools.split(Path(args.file), args.val_size, args.seed, args.force)
-        print(f"wrote {tr} ({n_tr} records) and {te} ({n_te} records)")
+        print(tools.format_split(tools.split(Path(args.file), args.val_size, args.seed, args.force)))
     elif sub == "check":
         spec = tools.resolve_one(args.dataset, Path(args.dataset_dir))
         tok, tpl = _light(args) if args.model else (None, None)

@@ -1,6 +1,7 @@
 """The `tuneboard data` commands: identity, add, split, check, preview (the tutorial's steps 3-6).
 
 Data layer. No torch or transformers: a tokenizer, when needed, is passed in by the caller (cli.py).
+The check report and its text live in checks.py.
 """
 
 from __future__ import annotations
@@ -8,22 +9,22 @@ from __future__ import annotations
 import json
 import random
 import re
-import statistics
-from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import DataError
 from ..files import write_json_atomic
-from . import fastbpe
+from .checks import check as check
+from .checks import check_cutoff, conversations, repeats, validate
+from .checks import format_check as format_check
+from .checks import tools_note as tools_note
 from .documents import document_ids, is_document
-from .formats import SHAREGPT_TAGS, mapped_fields, to_conversation
+from .formats import SHAREGPT_TAGS, to_conversation
 from .pairs import encode_pairs
 from .pipeline import sniff_formatting
 from .readers import read_file, read_records
 from .registry import INFO_FILE, DatasetSpec, read_registry, resolve, spec_for_path, spec_from_entry
-from .templates.named import tool_templates
-from .tokenize import IGNORE, encode, keep_chars_for
+from .tokenize import IGNORE, encode
 
 PLACEHOLDER = re.compile(r"\{\{(name|author)\}\}")
 
@@ -55,19 +56,6 @@ def identity(name: str, author: str, file: Path, output: Path | None = None) -> 
 
 def _json_inner(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)[1:-1]
-
-
-def validate(spec: DatasetSpec) -> tuple[list[Any], list[str]]:
-    """All records and every per-record problem (not just the first)."""
-    records = read_records(spec)
-    spec = sniff_formatting(spec, records)
-    problems = []
-    for i, rec in enumerate(records):
-        try:
-            to_conversation(rec, spec.formatting, spec.columns, spec.tags, f"record {i}", spec.ranking)
-        except DataError as exc:
-            problems.append(str(exc))
-    return records, problems
 
 
 def check_name(name: str) -> str:
@@ -132,12 +120,23 @@ def add(name: str, file: Path, dataset_dir: Path, formatting: str | None = None,
     return info[name]
 
 
+class Split(NamedTuple):
+    train: Path
+    test: Path
+    n_train: int
+    n_test: int
+    repeated: list[int]  # records that occur more than once, every copy kept in the train part
+
+
 def split(
     file: Path, val_size: float, seed: int = 42, force: bool = False, dataset_dir: Path | None = None
-) -> tuple[Path, Path, int, int]:
+) -> Split:
     """FILE -> <stem>_train.json and <stem>_test.json; with dataset_dir, both registered under their stems in
     one registry write. Everything is checked before anything is written, and existing files or entries are
-    replaced only with `force`, so a refusal leaves no half of it done."""
+    replaced only with `force`, so a refusal leaves no half of it done.
+
+    A record that occurs more than once (as data check counts duplicates) goes, with all its copies, to the
+    train part: one copy on each side would put test answers into training and overstate the test score."""
     file = Path(file)
     out_train, out_test = (file.with_name(f"{file.stem}_{part}.json") for part in ("train", "test"))
     existing = [str(p) for p in (out_train, out_test) if p.exists()]
@@ -157,9 +156,19 @@ def split(
         _, problems = validate(spec_for_path(file))
         if problems:
             raise _problems_error(file, problems)
+    later = repeats(records, conversations(records, spec_for_path(file)))
+    repeated = sorted(set(later) | set(later.values()))
     order = list(range(len(records)))
     random.Random(seed).shuffle(order)
-    test_idx = set(order[:n_val])
+    kept = set(repeated)
+    once = [i for i in order if i not in kept]
+    if len(once) < n_val:
+        raise DataError(
+            f"{file}: a test part of {n_val} records needs {n_val} records that occur once, and only "
+            f"{len(once)} do ({len(repeated)} are duplicates, which stay in the train part); remove the "
+            "duplicates (data check names them) or ask for a smaller test part"
+        )
+    test_idx = set(once[:n_val])
     train = [r for i, r in enumerate(records) if i not in test_idx]
     test = [records[i] for i in sorted(test_idx)]
     write_json_atomic(out_train, train)
@@ -168,7 +177,18 @@ def split(
         for p, rel in zip((out_train, out_test), rels, strict=True):
             info[p.stem] = _entry(p.stem, p, rel, dataset_dir, None)
         write_json_atomic(dataset_dir / INFO_FILE, info)
-    return out_train, out_test, len(train), len(test)
+    return Split(out_train, out_test, len(train), len(test), repeated)
+
+
+def format_split(result: Split) -> str:
+    text = f"wrote {result.train} ({result.n_train} records) and {result.test} ({result.n_test} records)"
+    if result.repeated:
+        shown = ", ".join(map(str, result.repeated[:20])) + (", ..." if len(result.repeated) > 20 else "")
+        text += (
+            f"\n{len(result.repeated)} records occur more than once (records {shown}): every copy is in the "
+            "train part, so no test record is also trained on"
+        )
+    return text
 
 
 def resolve_one(name: str, dataset_dir: Path) -> DatasetSpec:
@@ -176,85 +196,6 @@ def resolve_one(name: str, dataset_dir: Path) -> DatasetSpec:
     if path.exists() and path.is_file():
         return spec_for_path(path)
     return resolve([name], dataset_dir)[0]
-
-
-def check(spec: DatasetSpec, tokenizer: Any = None, template: Any = None, cutoff_len: int = 2048) -> dict:
-    """A report of a dataset: problems by record, counts, lengths, duplicates, empty outputs, unmapped fields."""
-    check_cutoff(cutoff_len)
-    records, problems = validate(spec)
-    spec = sniff_formatting(spec, records)
-    convs = []
-    for i, rec in enumerate(records):
-        try:
-            convs.append(
-                to_conversation(rec, spec.formatting, spec.columns, spec.tags, f"record {i}", spec.ranking)
-            )
-        except DataError:
-            pass
-    mapped = mapped_fields(spec.formatting, spec.columns, spec.tags)
-    unmapped: Counter[str] = Counter()
-    for rec in records:
-        if isinstance(rec, dict):
-            unmapped.update(k for k, v in rec.items() if k not in mapped and v not in (None, "", [], {}))
-    keys = [
-        json.dumps([c.system, [(m.role, m.content) for m in c.messages]], ensure_ascii=False) for c in convs
-    ]
-    dupes = sum(n - 1 for n in Counter(keys).values() if n > 1)
-    empty = sum(1 for c in convs if any(m.role == "assistant" and not m.content.strip() for m in c.messages))
-    report: dict[str, Any] = {
-        "dataset": spec.name,
-        "formatting": spec.formatting,
-        "records": len(records),
-        "valid": len(convs),
-        "problems": problems,
-        "duplicates": dupes,
-        "empty_outputs": empty,
-        "with_system": sum(1 for c in convs if c.system),
-        "multi_turn": sum(1 for c in convs if len(c.messages) > 2),
-        "with_tools": sum(1 for c in convs if c.tools),
-        "pairs": sum(1 for c in convs if c.rejected is not None),
-        "documents": sum(1 for c in convs if is_document(c)),
-        "tools_rendered": None if template is None else template.renders_tools,
-        "unmapped_fields": dict(unmapped),
-        "numbers_as_text": dict(_numbers(records, spec)),
-    }
-    if tokenizer is not None and template is not None and convs:
-        fastbpe.build_if_worth(tokenizer, convs)
-        # untruncated lengths; a record far longer than cutoff_len is measured on what training could keep
-        keep = keep_chars_for(cutoff_len)
-        if report["documents"] == len(convs):  # pre-training text: no template, every token trained
-            enc, stats = {"input_ids": document_ids(convs, tokenizer)}, None
-        else:
-            enc, stats = encode(convs, template, tokenizer, cutoff_len=10**9, keep_chars=keep)
-        lengths = sorted(len(x) for x in enc["input_ids"])
-        q = statistics.quantiles(lengths, n=10) if len(lengths) > 1 else [lengths[0]] * 9
-        report["tokens"] = {
-            "p50": int(statistics.median(lengths)),
-            "p90": int(q[8]),
-            "max": lengths[-1],
-            "over_cutoff": sum(1 for n in lengths if n > cutoff_len),
-            "cutoff_len": cutoff_len,
-            "cut": stats.shortened if stats else 0,
-            "cut_chars": keep,
-        }
-    return report
-
-
-def check_cutoff(cutoff_len: int) -> None:
-    if cutoff_len <= 0:
-        raise DataError(f"--cutoff-len must be greater than 0, got {cutoff_len}")
-
-
-def _numbers(records: list[Any], spec: DatasetSpec) -> Counter[str]:
-    """Alpaca text fields holding a number, which is trained as its text (42.0 as '42.0'): worth a note."""
-    if spec.formatting != "alpaca":
-        return Counter()  # message contents must be text there (a problem otherwise)
-    keys = {spec.columns.get(k) for k in ("prompt", "query", "response", "system")} - {None, ""}
-    found: Counter[str] = Counter()
-    for rec in records:
-        if isinstance(rec, dict):
-            found.update(k for k in keys if type(rec.get(k)) in (int, float))
-    return found
 
 
 def templates_table() -> str:
@@ -268,58 +209,6 @@ def templates_table() -> str:
     lines.append(
         "auto            *      the tokenizer's own chat_template (*: tools when that template has them)"
     )
-    return "\n".join(lines)
-
-
-def tools_note(report: dict) -> str:
-    rendered = report.get("tools_rendered")
-    if rendered is None:
-        return f"templates {', '.join(tool_templates())} (and auto, when the model's own template has tools) render them"
-    if rendered:
-        return "the template writes them into the prompt"
-    return f"this template does NOT render them (trained without them); {', '.join(tool_templates())} do"
-
-
-def format_check(report: dict) -> str:
-    lines = [
-        f"dataset {report['dataset']} ({report['formatting']}): {report['records']} records, "
-        f"{report['valid']} valid, {len(report['problems'])} with problems",
-        f"  with system prompt: {report['with_system']}, multi-turn: {report['multi_turn']}, "
-        f"duplicates: {report['duplicates']}, empty outputs: {report['empty_outputs']}",
-    ]
-    if report.get("pairs"):
-        lines.append(
-            f"  preference pairs (chosen + rejected reply): {report['pairs']}; trained with stage: dpo or rm"
-        )
-    if report.get("documents"):
-        lines.append(
-            f"  pre-training text (no reply): {report['documents']} documents; trained with stage: pt, "
-            "cut into blocks of cutoff_len"
-        )
-    if "tokens" in report:
-        t = report["tokens"]
-        lines.append(
-            f"  tokens p50 {t['p50']}, p90 {t['p90']}, max {t['max']}; {t['over_cutoff']} over cutoff_len={t['cutoff_len']}"
-        )
-        if t.get("cut"):
-            lines.append(
-                f"  {t['cut']} record{'s' * (t['cut'] > 1)} cut before tokenizing: longer than {t['cut_chars']:,} "
-                "characters around the reply, measured on those (training keeps cutoff_len tokens of them)"
-            )
-    if report["unmapped_fields"]:
-        fields = ", ".join(f"{k} ({n} records)" for k, n in report["unmapped_fields"].items())
-        lines.append(f"  fields no column maps (NOT trained on): {fields}")
-    if report.get("numbers_as_text"):
-        fields = ", ".join(f"{k} ({n} records)" for k, n in report["numbers_as_text"].items())
-        lines.append(f"  numbers read as text (trained as written, e.g. 42.0 as '42.0'): {fields}")
-    if report.get("with_tools"):
-        lines.append(
-            f"  with tools (function definitions): {report['with_tools']} records; {tools_note(report)}"
-        )
-    for p in report["problems"][:20]:
-        lines.append(f"  problem: {p}")
-    if len(report["problems"]) > 20:
-        lines.append(f"  ... and {len(report['problems']) - 20} more problems")
     return "\n".join(lines)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from .registry import DATA_SUFFIXES, DatasetSpec, json_error
+from .registry import DATA_SUFFIXES, DatasetSpec, InvalidJSON, json_error
 
 
 def _text(path: Path) -> str:
@@ -70,7 +70,7 @@ def read_jsonl(path: Path, text: str | None = None) -> list[Any]:
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: invalid JSON at line {lineno}, column {exc.colno}: {exc.msg}") from None
+            raise InvalidJSON(path, lineno, exc.colno, exc.msg) from None
         except (ValueError, RecursionError) as exc:
             raise _unparsable(path, exc, lineno) from None
     return records

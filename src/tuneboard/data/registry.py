@@ -72,15 +72,30 @@ class DatasetSpec:
     num_samples: int | None = None
 
 
+class InvalidJSON(DataError):
+    """A file that is not JSON, with where and why as fields (the web UI words them in its language)."""
+
+    def __init__(self, path: Path | str, line: int, column: int, reason: str, hint: str = "") -> None:
+        self.path, self.line, self.column, self.reason, self.hint = str(path), line, column, reason, hint
+        notes = {"comment": " (JSON does not allow comments: remove the // ... part)",
+                 "comma": " (a trailing comma or a missing value?)"}  # fmt: skip
+        super().__init__(
+            f"{path}: invalid JSON at line {line}, column {column}: {reason}{notes.get(hint, '')}"
+        )
+
+    def __reduce__(self):  # copied and pickled by its fields (gradio copies a session's state)
+        return type(self), (self.path, self.line, self.column, self.reason, self.hint)
+
+
 def json_error(path: Path | str, text: str, exc: json.JSONDecodeError) -> DataError:
     """Name line and column; point out the `//` comments tutorials show, which JSON does not allow."""
     line = text.splitlines()[exc.lineno - 1] if exc.lineno - 1 < len(text.splitlines()) else ""
     hint = ""
     if "//" in line or "/*" in line:
-        hint = " (JSON does not allow comments: remove the // ... part)"
+        hint = "comment"
     elif exc.msg.startswith("Expecting property name") or exc.msg.startswith("Expecting value"):
-        hint = " (a trailing comma or a missing value?)"
-    return DataError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}{hint}")
+        hint = "comma"
+    return InvalidJSON(path, exc.lineno, exc.colno, exc.msg, hint)
 
 
 def read_registry(dataset_dir: str | Path) -> dict[str, dict[str, Any]]:

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from .. import hub as hubs
+from ..data.registry import InvalidJSON, read_registry
 from ..errors import TuneboardError
+from ..model.tiny import bundled_data_dir
 from . import lookup
-from .locales import t
+from .locales import LANGS, t
 from .paths import OutsideRoot, Workspace
 from .runner import JobRunning, Runner
 from .texts import Texts
@@ -33,13 +36,18 @@ class Ctx:
     lang: Any = None
     top: list[Any] = field(default_factory=list)  # model, hub, finetuning, output, template, trust
     dataset_dir: Any = None
-    pickers: list[tuple[Any, str]] = field(default_factory=list)  # dataset dropdowns and their role
+    # dataset dropdowns and their role ("test", "train", "any"); a "chosen" gr.State after a picker says
+    # whether the user has set that picker by hand (until then it follows the default pick)
+    pickers: list[tuple[Any, str]] = field(default_factory=list)
 
 
 def error_text(lang: str, exc: BaseException) -> str:
     """A refusal or failure as one line for a person (core messages are English)."""
     if isinstance(exc, OutsideRoot):
         text = t(lang, "err.outside", path=exc.path, root=str(exc.root))
+    elif isinstance(exc, InvalidJSON):
+        text = t(lang, "err.json", path=exc.path, line=exc.line, column=exc.column, reason=exc.reason)
+        text += t(lang, f"err.json.{exc.hint}") if exc.hint else ""
     elif isinstance(exc, JobRunning):
         text = t(lang, "err.busy", kind=t(lang, f"kind.{exc.job.kind}"), pid=exc.job.pid)
     elif isinstance(exc, TuneboardError):
@@ -51,6 +59,11 @@ def error_text(lang: str, exc: BaseException) -> str:
 
 def ok_text(text: str) -> str:
     return "✅ " + html.escape(text)
+
+
+def in_every_language(render: Any) -> dict[str, Any]:
+    """render(lang) for each language: a message kept so that a language switch can show it again."""
+    return {lang: render(lang) for lang in LANGS}
 
 
 def modelscope(hub: str) -> bool:
@@ -75,19 +88,43 @@ def dataset_choices(ws: Workspace, dataset_dir: str) -> list[tuple[str, str]]:
     return [(f"{r['name']} ({r['records'] if r['records'] is not None else '?'})", r["name"]) for r in rows]
 
 
+@cache
+def bundled_names() -> frozenset[str]:
+    """The datasets that come with tuneboard (the demo's), as opposed to the user's own."""
+    try:
+        return frozenset(read_registry(bundled_data_dir()))
+    except TuneboardError:
+        return frozenset()
+
+
 def default_pick(choices: list[tuple[str, str]], role: str) -> list[str]:
-    """Pre-selected datasets: the *_test ones for evaluation, none for training."""
-    if role == "test":
-        return [v for _, v in choices if v.endswith("_test")][:1]
-    return []
+    """Pre-selected datasets: for evaluation the user's newest test split (the last `*_test` registered that
+    did not come with tuneboard), else the bundled one; none for training."""
+    if role != "test":
+        return []
+    tests = [v for _, v in choices if v.endswith("_test")]
+    own = [v for v in tests if v not in bundled_names()]
+    return (own[-1:] or tests[:1]) if tests else []
 
 
-def refresh_pickers(ctx: Ctx, dataset_dir: str, current: list[list[str] | None]) -> list[Any]:
+def refresh_pickers(ctx: Ctx, dataset_dir: str, current: list[Any]) -> list[Any]:
+    """New choices for every picker; a value stays while its datasets exist, and a test picker the user has
+    not set by hand moves to the default pick (a split just made, say)."""
     choices = dataset_choices(ctx.ws, dataset_dir)
     names = {v for _, v in choices}
+    roles = [role for _, role in ctx.pickers]
     out = []
-    for (_, role), value in zip(ctx.pickers, current, strict=False):
+    for i, (role, value) in enumerate(zip(roles, current, strict=False)):
+        if role == "chosen":
+            out.append(value)
+            continue
+        if isinstance(value, str):  # a single-choice picker
+            out.append(gr.update(choices=choices, value=value if value in names else None))
+            continue
         keep = [v for v in (value or []) if v in names]
+        by_hand = i + 1 < len(roles) and roles[i + 1] == "chosen" and bool(current[i + 1])
+        if role == "test" and not by_hand:
+            keep = []
         out.append(gr.update(choices=choices, value=keep or default_pick(choices, role)))
     return out
 

@@ -21,13 +21,14 @@ from ..data.templates.named import tool_templates
 from ..errors import TuneboardError
 from ..hub import BUILTIN_PREFIX
 from . import lookup
-from .common import Ctx, dataset_choices, error_text, ok_text, relpath
-from .locales import t
+from .common import Ctx, dataset_choices, error_text, in_every_language, ok_text, relpath
+from .locales import normalize, t
 
 FORMATTINGS = ("alpaca", "sharegpt", "openai")
 SUFFIXES = [".json", ".jsonl", ".csv", ".parquet"]
 _MARK = re.compile(r"\[\[(.*?)\]\]", re.S)
 _HEADER = re.compile(r"(--- record [^\n]*)")
+LISTED = 200  # rows of the records table
 
 
 def tokenizer_for(ctx: Ctx, model: str, template: str):
@@ -51,7 +52,11 @@ def tokenizer_for(ctx: Ctx, model: str, template: str):
     return tok, load_template(template, tok, model_dir)
 
 
-def check_tables(lang: str, report: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def check_tables(lang: str, report: dict[str, Any] | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The summary and the records to look at (problems, duplicates, empty replies); None: both empty."""
+    columns = [t(lang, "col.item"), t(lang, "col.value")], [t(lang, "col.problem")]
+    if report is None:
+        return pd.DataFrame(columns=columns[0]), pd.DataFrame(columns=columns[1])
     rows = [
         (t(lang, "check.formatting"), report["formatting"]),
         (t(lang, "check.records"), report["records"]),
@@ -75,11 +80,35 @@ def check_tables(lang: str, report: dict[str, Any]) -> tuple[pd.DataFrame, pd.Da
         rendered = {None: "unknown", True: "yes", False: "no"}[report.get("tools_rendered")]
         note = t(lang, f"check.tools.{rendered}", names=", ".join(tool_templates()))
         rows.append((t(lang, "check.with_tools"), f"{report['with_tools']} · {note}"))
-    summary = pd.DataFrame(
-        [(a, str(b)) for a, b in rows], columns=[t(lang, "col.item"), t(lang, "col.value")]
-    )
-    problems = pd.DataFrame([(p,) for p in report["problems"][:200]], columns=[t(lang, "col.problem")])
-    return summary, problems
+    summary = pd.DataFrame([(a, str(b)) for a, b in rows], columns=columns[0])
+    named = [
+        *report["problems"][:LISTED],
+        *(t(lang, "check.row.duplicate", **d) for d in report.get("duplicate_records", [])[:LISTED]),
+        *(t(lang, "check.row.empty", **e) for e in report.get("empty_records", [])[:LISTED]),
+    ]
+    return summary, pd.DataFrame([(p,) for p in named], columns=columns[1])
+
+
+def check_message(lang: str, file: str, report: dict[str, Any], note: str) -> str:
+    """❌ with invalid records, ⚠️ with duplicates or empty replies, ✅ only when there is neither."""
+    if report["problems"]:
+        icon, key = "❌ ", "data.check_bad"
+    elif report["duplicates"] or report["empty_outputs"]:
+        icon, key = "⚠️ ", "data.check_warn"
+    else:
+        icon, key = "✅ ", "data.check_ok"
+    values = dict(n=len(report["problems"]), dupes=report["duplicates"], empty=report["empty_outputs"])
+    return icon + html.escape(t(lang, key, file=file, **values) + note)
+
+
+def shown(lang: str, seen: dict[str, Any] | None) -> tuple[Any, Any, Any]:
+    """The file section's message and check tables again, in `lang` (after the language switch)."""
+    if not seen:
+        return gr.skip(), gr.skip(), gr.skip()
+    msg = seen["msg"][normalize(lang)]
+    if not seen["tables"]:
+        return msg, gr.skip(), gr.skip()
+    return (msg, *check_tables(lang, seen["report"]))
 
 
 def registry_table(ctx: Ctx, lang: str, dataset_dir: str) -> pd.DataFrame:
@@ -145,6 +174,7 @@ def build(ctx: Ctx) -> dict[str, Any]:
                 force = ui.box(gr.Checkbox, "data.force", value=False, elem_id="reg-force")
                 register = ui.button("data.register", variant="primary", elem_id="data-register")
             file_msg = gr.Markdown(elem_id="data-msg")
+            seen = gr.State(None)  # what file_msg and the tables show, in every language
             with gr.Row():
                 cols = [t(ui.lang, "col.item"), t(ui.lang, "col.value")]
                 summary = ui.box(
@@ -185,9 +215,14 @@ def build(ctx: Ctx) -> dict[str, Any]:
             return error_text(lang, exc)
         return ok_text(t(lang, "data.identity_done", name=n, author=a, file=relpath(ws, out)))
 
+    def said(render: Any, report: Any = False) -> dict[str, Any]:
+        """What the file section shows, kept so that the language switch can show it again; report: the
+        check report (None: an empty table), False: the tables are not this message's."""
+        return {"msg": in_every_language(render), "tables": report is not False, "report": report or None}
+
     def do_upload(lang: str, tmp: str | None, dataset_dir: str, overwrite: bool):
         if not tmp:
-            return gr.update(), gr.update(), ""
+            return gr.update(), gr.update(), gr.skip(), gr.skip()
         try:
             target_dir = ws.resolve(dataset_dir)
             target = ws.resolve(target_dir / Path(tmp).name)
@@ -196,50 +231,58 @@ def build(ctx: Ctx) -> dict[str, Any]:
             target_dir.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(tmp, target)
         except Exception as exc:
-            return gr.update(), gr.update(), error_text(lang, exc)
+            seen = said(lambda lg, e=exc: error_text(lg, e))
+            return gr.update(), gr.update(), seen["msg"][normalize(lang)], seen
         rel = relpath(ws, target)
-        return rel, target.stem, ok_text(t(lang, "data.uploaded", file=rel))
+        seen = said(lambda lg: ok_text(t(lg, "data.uploaded", file=rel)))
+        return rel, target.stem, seen["msg"][normalize(lang)], seen
 
     def do_check(lang: str, file: str, cut: float, model: str, template: str):
-        empty = pd.DataFrame()
         try:
             spec = spec_for_path(ws.resolve(file))
-            light = None
-            note = ""
+            light, why = None, ""
             try:
                 light = tokenizer_for(ctx, model, template)
             except TuneboardError as exc:
-                note = " " + t(lang, "data.no_tokens", why=str(exc))
-            if light is None and not note:
-                note = " " + t(lang, "data.no_tokens", why=model)
+                why = str(exc)
+            if light is None and not why:
+                why = model
             tok, tpl = light or (None, None)
             report = tools.check(spec, tok, tpl, int(cut or 2048))
         except Exception as exc:
-            return error_text(lang, exc), empty, empty
-        s, p = check_tables(lang, report)
-        key = "data.check_bad" if report["problems"] else "data.check_ok"
-        text = t(lang, key, file=relpath(ws, spec.path), n=len(report["problems"])) + note
-        return ("❌ " if report["problems"] else "✅ ") + html.escape(text), s, p
+            seen = said(lambda lg, e=exc: error_text(lg, e), None)
+        else:
+            name = relpath(ws, spec.path)
+            seen = said(
+                lambda lg: check_message(
+                    lg, name, report, " " + t(lg, "data.no_tokens", why=why) if why else ""
+                ),
+                report,
+            )
+        return (*shown(lang, seen), seen)
 
     def do_split(lang: str, file: str, val: float, sd: float, reg: bool, dataset_dir: str, overwrite: bool):
         try:
             base = ws.resolve(dataset_dir) if reg else None  # both registered in one write, or neither
-            tr, te, n_tr, n_te = tools.split(
-                ws.resolve(file), float(val or 0.1), int(sd or 42), bool(overwrite), base
-            )
-            text = t(
-                lang,
-                "data.split_done",
-                train=relpath(ws, tr),
-                n_train=n_tr,
-                test=relpath(ws, te),
-                n_test=n_te,
-            )
-            if reg:
-                text += " " + t(lang, "data.registered_both", train=tr.stem, test=te.stem)
+            result = tools.split(ws.resolve(file), float(val or 0.1), int(sd or 42), bool(overwrite), base)
         except Exception as exc:
-            return error_text(lang, exc)
-        return ok_text(text)
+            seen = said(lambda lg, e=exc: error_text(lg, e))
+            return seen["msg"][normalize(lang)], seen
+        seen = said(lambda lg: ok_text(split_text(lg, result, reg)))
+        return seen["msg"][normalize(lang)], seen
+
+    def split_text(lang: str, result: tools.Split, reg: bool) -> str:
+        tr, te = result.train, result.test
+        values = dict(
+            train=relpath(ws, tr), test=relpath(ws, te), n_train=result.n_train, n_test=result.n_test
+        )
+        text = t(lang, "data.split_done", **values)
+        if result.repeated:
+            shown_ = ", ".join(map(str, result.repeated[:20])) + (", …" if len(result.repeated) > 20 else "")
+            text += " " + t(lang, "data.split_repeated", n=len(result.repeated), records=shown_)
+        if reg:
+            text += " " + t(lang, "data.registered_both", train=tr.stem, test=te.stem)
+        return text
 
     def do_register(lang: str, file: str, reg: str, fmt: str, dataset_dir: str, overwrite: bool):
         try:
@@ -253,8 +296,10 @@ def build(ctx: Ctx) -> dict[str, Any]:
                 bool(overwrite),
             )
         except Exception as exc:
-            return error_text(lang, exc)
-        return ok_text(t(lang, "data.registered", name=reg.strip(), entry=entry))
+            seen = said(lambda lg, e=exc: error_text(lg, e))
+        else:
+            seen = said(lambda lg: ok_text(t(lg, "data.registered", name=reg.strip(), entry=entry)))
+        return seen["msg"][normalize(lang)], seen
 
     def do_preview(
         lang: str, dataset: str | None, n: float, cut: float, dataset_dir: str, model: str, template: str
@@ -275,13 +320,18 @@ def build(ctx: Ctx) -> dict[str, Any]:
 
     lang, model, template = ctx.lang, ctx.top[0], ctx.top[4]
     fill.click(do_fill, [lang, name, author, id_file], id_msg)
-    upload.upload(do_upload, [lang, upload, ctx.dataset_dir, force], [path, reg_name, file_msg])
+    upload.upload(do_upload, [lang, upload, ctx.dataset_dir, force], [path, reg_name, file_msg, seen])
     path.change(lambda p: Path(p).stem if p else "", path, reg_name, show_progress="hidden")
-    check.click(do_check, [lang, path, cutoff, model, template], [file_msg, summary, problems])
+    check.click(do_check, [lang, path, cutoff, model, template], [file_msg, summary, problems, seen])
+    lang.change(shown, [lang, seen], [file_msg, summary, problems], show_progress="hidden")
     pv_btn.click(do_preview, [lang, pv_name, pv_n, cutoff, ctx.dataset_dir, model, template], pv_out)
     changed = [
-        split.click(do_split, [lang, path, val_size, seed, reg_splits, ctx.dataset_dir, force], file_msg),
-        register.click(do_register, [lang, path, reg_name, formatting, ctx.dataset_dir, force], file_msg),
+        split.click(
+            do_split, [lang, path, val_size, seed, reg_splits, ctx.dataset_dir, force], [file_msg, seen]
+        ),
+        register.click(
+            do_register, [lang, path, reg_name, formatting, ctx.dataset_dir, force], [file_msg, seen]
+        ),
         ctx.dataset_dir.submit(lambda: None, None, None),
     ]
     return {"tab": tab, "changed": changed, "table": table}

@@ -28,24 +28,32 @@ from .runner import JobRunning
 from .tab_train import status_text
 
 SAMPLE = 20
+PROMPT_TAIL = 300  # characters of a prompt shown: its end, where the question is
 
 
-def results(lang: str, output_dir: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def results(lang: str, output_dir: str | None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """The metrics, the first predictions beside their prompts and labels, and a warning when most
+    predictions are empty."""
     metrics = rundir.read_predict_results(output_dir) if output_dir else None
     rows = [(k, f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in (metrics or {}).items()]
     table = pd.DataFrame(rows, columns=[t(lang, "col.metric"), t(lang, "col.value")])
+    records = rundir.read_predictions(output_dir) if output_dir else []
     preds = []
-    for rec in rundir.read_predictions(output_dir, SAMPLE) if output_dir else []:
+    for rec in records[:SAMPLE]:
+        prompt = str(rec.get("prompt", ""))
+        prompt = prompt if len(prompt) <= PROMPT_TAIL else "…" + prompt[-PROMPT_TAIL:]
         label, pred = str(rec.get("label", "")), str(rec.get("predict", ""))
-        preds.append((label, pred, "✓" if pred.strip() == label.strip() else "✗"))
-    cols = [t(lang, "col.label"), t(lang, "col.prediction"), t(lang, "col.match")]
-    return table, pd.DataFrame(preds, columns=cols)
+        preds.append((prompt, label, pred, "✓" if pred.strip() == label.strip() else "✗"))
+    cols = [t(lang, "col.input"), t(lang, "col.label"), t(lang, "col.prediction"), t(lang, "col.match")]
+    empty = sum(1 for rec in records if not str(rec.get("predict", "")).strip())
+    warning = t(lang, "eval.empty_preds", n=empty, total=len(records)) if empty * 2 > len(records) else ""
+    return table, pd.DataFrame(preds, columns=cols), warning
 
 
 def render(ctx: Ctx, lang: str, status: dict[str, Any]) -> list[Any]:
     done = status.get("state") == "finished"
-    table, preds = results(lang, status.get("output_dir") if done else None)
-    return [status_text(lang, status, ctx.ws), status.get("log_tail", ""), table, preds]
+    table, preds, warning = results(lang, status.get("output_dir") if done else None)
+    return [status_text(lang, status, ctx.ws), status.get("log_tail", ""), table, preds, warning]
 
 
 def build(ctx: Ctx) -> dict[str, Any]:
@@ -82,8 +90,11 @@ def build(ctx: Ctx) -> dict[str, Any]:
         with gr.Row():
             metrics = ui.box(gr.Dataframe, "eval.metrics", interactive=False, elem_id="eval-metrics")
             log = ui.box(gr.Textbox, "train.log", lines=10, max_lines=10, autoscroll=True, elem_id="eval-log")
+        warn = gr.Markdown(elem_id="eval-warn")
         preds = ui.box(gr.Dataframe, "eval.predictions", interactive=False, wrap=True, elem_id="eval-preds")
-    ctx.pickers.append((datasets, "test"))
+    chosen = gr.State(False)  # the test sets were picked by hand: no longer moved to a new split
+    datasets.input(lambda: True, None, chosen, show_progress="hidden")
+    ctx.pickers += [(datasets, "test"), (chosen, "chosen")]
 
     def do_start(
         lang, model, hub, ft, output, template, trust, dataset_dir, names, cut, ms, bs, mnt, smp, tmp, tp, out
@@ -117,4 +128,4 @@ def build(ctx: Ctx) -> dict[str, Any]:
     inputs = [ctx.lang, *ctx.top, ctx.dataset_dir, datasets, cutoff, max_samples, batch, max_new]
     start.click(do_start, [*inputs, sample, temperature, top_p, out_dir], msg, concurrency_limit=1)
     stop.click(do_stop, ctx.lang, msg)
-    return {"tab": tab, "outputs": [status, log, metrics, preds]}
+    return {"tab": tab, "outputs": [status, log, metrics, preds, warn]}

@@ -12,6 +12,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from ..errors import TuneboardError
 from . import jobs, lookup
 from .common import Ctx, error_text, human_size, model_settings, modelscope, ok_text, relpath
 from .locales import t
@@ -93,6 +94,11 @@ def build(ctx: Ctx) -> dict[str, Any]:
                 export_dir=target, export_size=sz, export_device=dev, export_format=form, export_dtype=dt
             )
             data = jobs.export_config(ctx.ws, settings, {**values, "overwrite_export_dir": ow})
+            existing = ctx.ws.resolve(data["export_dir"])
+            if not ow and existing.is_dir() and any(existing.iterdir()):
+                # the export would refuse naming its YAML key; here the key is the Overwrite box
+                box = t(lang, "export.overwrite")
+                raise TuneboardError(t(lang, "export.exists", dir=relpath(ctx.ws, existing), box=box))
             written = jobs.write(ctx.ws, f"configs/export_{jobs.stamp()}.yaml", data)
             ctx.runner.start(
                 "export", written, ctx.ws.resolve(data["export_dir"]), jobs.hub_env(modelscope(hub))
