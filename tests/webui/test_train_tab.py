@@ -136,6 +136,9 @@ def test_reward_curves_and_loss_wording(tmp_path):
     frame = train_live.loss_frame("en", str(tmp_path))
     assert {"reward accuracy", "reward margin", "loss", "smoothed"} == set(frame["curve"])
     assert set(train_live.color_map()) >= {"reward accuracy", "奖励准确率", "smoothed"}
+    legend = train_live.legend_html("en", frame)
+    assert legend.count('class="tb-key"') == 4 and "reward margin" in legend and "eval loss" not in legend
+    assert train_live.legend_html("en", None) == ""
     (tmp_path / "all_results.json").write_text(json.dumps({"train_loss": 0.645}))
     assert (
         train_live.loss_summary("en", str(tmp_path)) == "average loss 0.6450, last logged step's loss 0.6000"

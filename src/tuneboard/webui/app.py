@@ -29,6 +29,9 @@ CSS = """
 .tb-progress-text { font-size: var(--text-sm); margin-top: 4px; }
 .tb-preview { white-space: pre-wrap; font-size: var(--text-sm); padding: 8px; }
 .tb-preview mark.tb-trained { background: #ffe08a; color: inherit; border-radius: 2px; }
+.tb-legend { display: flex; gap: 18px; font-size: var(--text-md); margin: -4px 0 4px 8px; }
+.tb-key i { display: inline-block; width: 22px; height: 4px; border-radius: 2px; margin-right: 6px;
+  vertical-align: middle; }
 .tb-log textarea, #train-log textarea, #eval-log textarea, #export-log textarea {
   font-family: var(--font-mono); font-size: var(--text-sm); white-space: pre; }
 """

@@ -211,9 +211,12 @@ def build(ctx: Ctx) -> dict[str, Any]:
             y="loss",
             color="curve",
             color_map=train_live.color_map(),
+            colors_in_legend=[],  # no chart legend: legend_html draws one
+            x_title="step",
             height=320,
             elem_id="loss-plot",
         )
+        legend = gr.HTML("", elem_id="loss-legend")
         log = ui.box(
             gr.Textbox,
             "train.log",
@@ -235,7 +238,8 @@ def build(ctx: Ctx) -> dict[str, Any]:
         **dict(zip(PRESET_KEYS, preset_boxes, strict=True)),
     }  # fmt: skip
     form_keys, form_inputs = list(form_boxes), list(form_boxes.values())
-    lr_typed = gr.State(False)  # the user typed a learning rate: suggestions leave it alone
+    # the learning rate the form last put in the box: another value there was typed, and suggestions keep it
+    lr_given = gr.State(v["learning_rate"])
     preset_of = gr.State(preset_kind(lookup.BUILTIN))  # which preset the form holds
 
     def collect(args: tuple) -> tuple[dict[str, Any], str, Path, bool]:
@@ -299,22 +303,25 @@ def build(ctx: Ctx) -> dict[str, Any]:
         ctx.runner.stop()
         return ok_text(t(lang, "train.stopping"))
 
-    def on_model(lang: str, model: str, ft: str, kind: str, typed: bool):
-        """A newly picked kind of model loads its preset (builtin:tiny: the demo's, typed rate included)."""
+    def on_model(lang: str, model: str, ft: str, kind: str, lr_now: str, given: str):
+        """A newly picked kind of model loads its preset (builtin:tiny: the demo's, a typed rate included)."""
         new = preset_kind(model)
         if new == kind:
-            return [gr.skip()] * (len(preset_boxes) + 1) + [kind, typed, note_text(lang, model, ft)]
+            return [gr.skip()] * (len(preset_boxes) + 1) + [kind, given, note_text(lang, model, ft)]
         values = suggest.preset(model)
-        keep_lr = typed and new != "tiny"
+        keep_lr = new != "tiny" and (lr_now or "").strip() != given
         updates = [
             gr.skip() if k == "learning_rate" and keep_lr else shown(k, values[k]) for k in PRESET_KEYS
         ]
         method = values["finetuning_type"]
-        return [method, *updates, new, keep_lr, note_text(lang, model, method)]
+        given = given if keep_lr else shown("learning_rate", values["learning_rate"])
+        return [method, *updates, new, given, note_text(lang, model, method)]
 
-    def on_method(lang: str, model: str, ft: str, typed: bool):
-        lr_value = gr.skip() if typed else suggest.lr_text(suggest.learning_rate(model, ft))
-        return lr_value, note_text(lang, model, ft)
+    def on_method(lang: str, model: str, ft: str, lr_now: str, given: str):
+        if (lr_now or "").strip() != given:
+            return gr.skip(), given, note_text(lang, model, ft)
+        rate = suggest.lr_text(suggest.learning_rate(model, ft))
+        return rate, rate, note_text(lang, model, ft)
 
     model_box, ft_box = ctx.top[0], ctx.top[2]
     inputs = [ctx.lang, *ctx.top, ctx.dataset_dir, run, cfg_path, resume, extra, *form_inputs]
@@ -333,13 +340,14 @@ def build(ctx: Ctx) -> dict[str, Any]:
     )
     model_box.change(
         on_model,
-        [ctx.lang, model_box, ft_box, preset_of, lr_typed],
-        [ft_box, *preset_boxes, preset_of, lr_typed, note],
+        [ctx.lang, model_box, ft_box, preset_of, lr, lr_given],
+        [ft_box, *preset_boxes, preset_of, lr_given, note],
         show_progress="hidden",
     )
-    ft_box.change(on_method, [ctx.lang, model_box, ft_box, lr_typed], [lr, note], show_progress="hidden")
+    ft_box.change(
+        on_method, [ctx.lang, model_box, ft_box, lr, lr_given], [lr, lr_given, note], show_progress="hidden"
+    )
     ctx.lang.change(note_text, [ctx.lang, model_box, ft_box], note, show_progress="hidden")
-    lr.input(lambda: True, None, lr_typed, show_progress="hidden", queue=False)
     stage.change(
         lambda s: (gr.update(visible=s in jobs.PREF_STAGES), gr.update(visible=s == "dpo")),
         stage,
@@ -354,6 +362,6 @@ def build(ctx: Ctx) -> dict[str, Any]:
     )
     return {
         "tab": tab,
-        "outputs": [status, progress, plot, log, runs, resume],
+        "outputs": [status, progress, plot, legend, log, runs, resume],
         "after_job": [msg, ctx.top[3]],
     }

@@ -37,6 +37,19 @@ def color_map() -> dict[str, str]:
     return {t(lang, key): color for lang in LANGS for key, color in CURVE_COLORS.items()}
 
 
+def legend_html(lang: str, frame: pd.DataFrame | None) -> str:
+    """The plot's legend, drawn by the page: the chart's own is clipped when it first draws in a hidden tab."""
+    if frame is None:
+        return ""
+    present = set(frame["curve"])
+    items = [
+        f'<span class="tb-key"><i style="background:{color}"></i>{html.escape(t(lang, key))}</span>'
+        for key, color in CURVE_COLORS.items()
+        if t(lang, key) in present
+    ]
+    return f'<div class="tb-legend">{"".join(items)}</div>'
+
+
 def progress_html(lang: str, status: dict[str, Any]) -> str:
     step, total = int(status.get("step") or 0), int(status.get("total") or 0)
     pct = 100.0 * step / total if total else 0.0
@@ -111,16 +124,19 @@ def runs_frame(lang: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def render(ctx: Ctx, lang: str, status: dict[str, Any], model: str | None = None, ft: str | None = None):
-    """Outputs of the live panel: status, progress, loss plot, log tail, run list, Resume's choices."""
+    """Outputs of the live panel: status, progress, loss plot and its legend, log tail, run list, Resume's
+    choices."""
     try:
         rows = runs.run_list(ctx.ws, model or "", ft or "", status) if model and ft else []
         resumable = lookup.resumable_runs(ctx.ws, model, ft) if model and ft else []
     except TuneboardError:  # a model name that is no path here: no runs to list
         rows, resumable = [], []
+    frame = loss_frame(lang, status.get("output_dir") if status.get("state") != "idle" else None)
     return [
         status_text(lang, status, ctx.ws),
         progress_html(lang, status),
-        loss_frame(lang, status.get("output_dir") if status.get("state") != "idle" else None),
+        frame,
+        legend_html(lang, frame),
         status.get("log_tail", ""),
         runs_frame(lang, rows),
         gr.update(choices=resumable),
