@@ -105,6 +105,7 @@ def test_paths_outside_the_workspace_are_refused(page, workspace, tmp_path):
 
 
 def _train_form(page, run: str, max_steps: int) -> None:
+    pick(page, "ft", "lora")  # builtin:tiny opens on full fine-tuning (the demo's settings)
     go(page, "Train")
     pick(page, "train-datasets", "identity (", "nurse_demo_train (")
     fill(page, "lr", "1e-3")
@@ -155,6 +156,7 @@ def test_train_reattach_refuse_and_finish(page, browser, server, workspace, shot
 
 
 def _choose_output(page, label: str) -> None:
+    pick(page, "ft", "lora")
     page.locator("#refresh-outputs").click()
     page.wait_for_timeout(800)
     pick(page, "output", label)

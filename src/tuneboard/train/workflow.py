@@ -156,9 +156,16 @@ def run(cfg: Config, conversations: tuple[list[Any], list[Any]] | None = None) -
             f"continue with: tuneboard train {cfg.source} resume_from_checkpoint=true"
         )
         return {"interrupted": True, "step": trainer.state.global_step}
-    say(f"\ndone in {runtime:.1f}s: final loss {results.get('train_loss', float('nan')):.4f}")
+    say(f"\ndone in {runtime:.1f}s: {loss_summary(results.get('train_loss'), trainer.state.log_history)}")
     say(f"wrote {out}/ : " + ", ".join(sorted(p.name for p in out.iterdir() if not p.name.startswith("."))))
     return results
+
+
+def loss_summary(average: float | None, log_history: list[dict]) -> str:
+    """The run's loss as said at the end: train_loss is the average over all steps, not the last one's."""
+    last = next((r["loss"] for r in reversed(log_history) if "loss" in r), None)
+    text = f"average loss {average:.4f}" if average is not None else "average loss unknown"
+    return text + (f", last logged step's loss {last:.4f}" if last is not None else "")
 
 
 def main(cfg: Config, command: tuple[str | None, list[str], bool] | None = None) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 
 from .. import rundir
-from . import tab_chat, tab_data, tab_env, tab_eval, tab_export, tab_train, topbar
+from . import tab_chat, tab_data, tab_env, tab_eval, tab_export, tab_train, topbar, train_live
 from .common import Ctx, refresh_pickers
 from .locales import DEFAULT, normalize, t
 from .paths import Workspace
@@ -29,6 +29,11 @@ CSS = """
 .tb-progress-text { font-size: var(--text-sm); margin-top: 4px; }
 .tb-preview { white-space: pre-wrap; font-size: var(--text-sm); padding: 8px; }
 .tb-preview mark.tb-trained { background: #ffe08a; color: inherit; border-radius: 2px; }
+.tb-legend { display: flex; gap: 18px; font-size: var(--text-md); margin: -4px 0 4px 8px; }
+.tb-key i { display: inline-block; width: 22px; height: 4px; border-radius: 2px; margin-right: 6px;
+  vertical-align: middle; }
+.tb-log textarea, #train-log textarea, #eval-log textarea, #export-log textarea {
+  font-family: var(--font-mono); font-size: var(--text-sm); white-space: pre; }
 """
 # the browser's language picks the first language shown; the switch in the top bar changes it
 DETECT_LANG = "() => ((navigator.language || '').toLowerCase().startsWith('zh') ? 'zh' : 'en')"
@@ -79,24 +84,28 @@ def build_app(root: str | Path | None = None, lang: str = DEFAULT) -> gr.Blocks:
             tab_env.build(ctx)
         seen = gr.State({})
         timer = gr.Timer(1.0)
-        panels = [("train", tab_train, train), ("eval", tab_eval, evaluate), ("export", tab_export, export)]
+        panels = [("train", train_live, train), ("eval", tab_eval, evaluate), ("export", tab_export, export)]
 
-        def refresh(lang: str, seen_value: dict[str, Any]):
+        def refresh(lang: str, seen_value: dict[str, Any], model: str, ft: str):
             seen_value = dict(seen_value or {})
             out: list[Any] = []
             for kind, module, parts in panels:
                 status = ctx.runner.status(kind)
-                sig = signature(lang, status)
+                top = [model, ft] if kind == "train" else []  # the run list is of the top bar's model
+                sig = signature(lang, status) + top
                 if seen_value.get(kind) == sig:
                     out += [gr.skip()] * len(parts["outputs"])
                 else:
                     seen_value[kind] = sig
-                    out += module.render(ctx, lang, status)
+                    out += module.render(ctx, lang, status, *top)
+            out += train_live.after_job(ctx, ctx.runner.status("train"), seen_value, model, ft)
             return [seen_value, *out]
 
         panel_outputs = [c for _, _, parts in panels for c in parts["outputs"]]
-        timer.tick(refresh, [ctx.lang, seen], [seen, *panel_outputs], show_progress="hidden", queue=False)
-        demo.load(refresh, [ctx.lang, seen], [seen, *panel_outputs], show_progress="hidden")
+        panel_outputs += train["after_job"]
+        panel_inputs = [ctx.lang, seen, ctx.top[0], ctx.top[2]]
+        timer.tick(refresh, panel_inputs, [seen, *panel_outputs], show_progress="hidden", queue=False)
+        demo.load(refresh, panel_inputs, [seen, *panel_outputs], show_progress="hidden")
 
         # datasets: registering or splitting refreshes every dataset picker and the registry table
         pickers = [p for p, _ in ctx.pickers]

@@ -30,6 +30,10 @@ SECTIONS = (
 )
 
 
+PREF_STAGES = ("dpo", "kto")  # the stages that read pref_beta (pref_loss: dpo only)
+LORA_SWITCHES = ("use_dora", "use_rslora", "pissa_init")  # LoRA variants the Train tab offers
+
+
 def stamp() -> str:
     return time.strftime("%Y-%m-%d-%H-%M-%S")
 
@@ -163,7 +167,12 @@ def train_config(
         raise ConfigError("choose at least one dataset to train on")
     ft = model["finetuning_type"]
     data: dict[str, Any] = dict(model)
-    data.update(stage="sft", do_train=True)
+    stage = form.get("stage") or "sft"
+    data.update(stage=stage, do_train=True)
+    if stage in PREF_STAGES:
+        data["pref_beta"] = float(form.get("pref_beta") or 0.1)
+        if stage == "dpo":
+            data["pref_loss"] = form.get("pref_loss") or "sigmoid"
     if ft == "lora":
         data.update(
             lora_rank=int(form["lora_rank"]),
@@ -171,6 +180,9 @@ def train_config(
             lora_dropout=float(form["lora_dropout"]),
             lora_target=form.get("lora_target") or "all",
         )
+        data.update({k: True for k in LORA_SWITCHES if form.get(k)})
+        if form.get("loraplus_lr_ratio"):
+            data["loraplus_lr_ratio"] = float(form["loraplus_lr_ratio"])
     elif ft == "freeze":
         data["freeze_trainable_layers"] = int(form["freeze_trainable_layers"])
     data.update(
@@ -186,6 +198,7 @@ def train_config(
         per_device_train_batch_size=int(form["per_device_train_batch_size"]),
         gradient_accumulation_steps=int(form["gradient_accumulation_steps"]),
         learning_rate=float(form["learning_rate"]),
+        weight_decay=float(form.get("weight_decay") or 0) or None,
         num_train_epochs=float(form["num_train_epochs"]),
         max_steps=int(form["max_steps"]) if form.get("max_steps") and int(form["max_steps"]) > 0 else None,
         lr_scheduler_type=form.get("lr_scheduler_type") or "cosine",
@@ -199,6 +212,8 @@ def train_config(
         data["packing"] = True
     if form.get("train_on_prompt"):
         data["train_on_prompt"] = True
+    if form.get("neftune_noise_alpha"):
+        data["neftune_noise_alpha"] = float(form["neftune_noise_alpha"])
     if form.get("resume"):
         data["resume_from_checkpoint"] = True
     data.update(parse_extra(extra))

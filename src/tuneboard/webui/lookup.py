@@ -80,11 +80,16 @@ def list_outputs(ws: Workspace, model: str, finetuning_type: str) -> list[str]:
 
 
 def resumable_runs(ws: Workspace, model: str, finetuning_type: str) -> list[str]:
-    """Runs under saves/<model>/<finetuning>/ with a complete checkpoint (a stopped run), newest first."""
+    """Runs under saves/<model>/<finetuning>/ that stopped before the end with a complete checkpoint, newest
+    first (a finished run has nothing left to resume)."""
     base = saves_dir(ws, model, finetuning_type)
     if not base.is_dir():
         return []
-    runs = [p for p in base.iterdir() if p.is_dir() and rundir.complete_checkpoints(p)]
+    runs = [
+        p
+        for p in base.iterdir()
+        if p.is_dir() and not rundir.is_finished(p) and rundir.complete_checkpoints(p)
+    ]
     return [p.name for p in sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)]
 
 

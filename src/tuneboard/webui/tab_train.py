@@ -1,30 +1,34 @@
-"""Train tab: datasets, grouped hyperparameters, preview / save the YAML, Start / Stop, live progress,
-loss plot and log tail.
+"""Train tab: datasets and stage, grouped hyperparameters (the suggested ones from suggest.py), preview /
+save the YAML, Start / Stop / Resume, and the live panel (train_live.py: progress, loss plot, log, run list).
 
-Interface layer (gradio). Training is `tuneboard train <yaml>` run by the workspace's Runner; the plot
-reads the job's training log (rundir.read_log).
+Interface layer (gradio). Training is `tuneboard train <yaml>` run by the workspace's Runner.
 """
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import pandas as pd
 
-from .. import rundir
-from ..train.plot import smooth
-from . import jobs, lookup
+from ..config import STAGES, STAGES_NOT_YET
+from ..method_keys import PREF_LOSSES
+from . import jobs, lookup, suggest, train_live
 from .common import Ctx, dataset_choices, error_text, model_settings, modelscope, ok_text, relpath
 from .locales import t
 from .runner import JobRunning
+from .train_live import loss_frame, progress_html, status_text
+
+__all__ = ["build", "loss_frame", "progress_html", "status_text"]  # the live panel's helpers, as before
 
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "polynomial")
 COMPUTE = ("fp32", "bf16", "fp16")
+STAGE_CHOICES = tuple(s for s in STAGES if s not in STAGES_NOT_YET)  # a stage made runnable appears here
 # the config key each control sets: its help text is the control's info where the locale has none
 SETTINGS = {
+    "train.stage": "stage",
+    "train.pref_beta": "pref_beta",
+    "train.pref_loss": "pref_loss",
     "train.learning_rate": "learning_rate",
     "train.epochs": "num_train_epochs",
     "train.max_steps": "max_steps",
@@ -35,18 +39,33 @@ SETTINGS = {
     "train.grad_accum": "gradient_accumulation_steps",
     "train.scheduler": "lr_scheduler_type",
     "train.warmup_ratio": "warmup_ratio",
+    "train.weight_decay": "weight_decay",
     "train.lora_rank": "lora_rank",
     "train.lora_alpha": "lora_alpha",
     "train.lora_dropout": "lora_dropout",
     "train.lora_target": "lora_target",
+    "train.use_dora": "use_dora",
+    "train.use_rslora": "use_rslora",
+    "train.pissa_init": "pissa_init",
+    "train.loraplus_lr_ratio": "loraplus_lr_ratio",
     "train.freeze_layers": "freeze_trainable_layers",
     "train.logging_steps": "logging_steps",
     "train.save_steps": "save_steps",
     "train.val_size": "val_size",
     "train.packing": "packing",
     "train.train_on_prompt": "train_on_prompt",
+    "train.neftune": "neftune_noise_alpha",
     "train.resume": "resume_from_checkpoint",
 }
+# the form's settings that a picked model's preset (suggest.preset) fills, in the order of their controls
+PRESET_KEYS = (
+    "learning_rate",
+    "num_train_epochs",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+)
+PRESET_KEYS += ("weight_decay", "lr_scheduler_type", "warmup_ratio", "cutoff_len", "logging_steps")
+PRESET_KEYS += ("save_steps", "seed")
 
 
 def default_run() -> str:
@@ -58,63 +77,28 @@ def fresh_run() -> tuple[str, str]:
     return name, f"configs/{name}.yaml"
 
 
-def progress_html(lang: str, status: dict[str, Any]) -> str:
-    step, total = int(status.get("step") or 0), int(status.get("total") or 0)
-    pct = 100.0 * step / total if total else 0.0
-    text = t(lang, "train.progress", step=step, total=total or "?", pct=f"{pct:.0f}")
-    if status.get("remaining") and status.get("state") == "running":
-        text += " · " + t(lang, "train.remaining", left=status["remaining"])
-    return (
-        f'<div class="tb-progress" data-step="{step}" data-total="{total}">'
-        f'<div class="tb-bar" style="width:{pct:.1f}%"></div></div>'
-        f'<div class="tb-progress-text" id="progress-text">{html.escape(text)}</div>'
-    )
+def preset_kind(model: str | None) -> str:
+    return "tiny" if suggest.is_builtin(model) else "pretrained"
 
 
-def loss_frame(lang: str, output_dir: str | None) -> pd.DataFrame | None:
-    """The loss curves as long-form rows (step, loss, curve); None before the first logged step (a plot
-    first given an empty frame draws no lines later)."""
-    rows = rundir.read_log(output_dir) if output_dir else []
-    points = [(r["step"], r["loss"]) for r in rows if "loss" in r]
-    evals = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
-    raw, smoothed, ev = t(lang, "plot.loss"), t(lang, "plot.smoothed"), t(lang, "plot.eval_loss")
-    data = [(s, v, raw) for s, v in points]
-    data += [(s, v, smoothed) for (s, _), v in zip(points, smooth([v for _, v in points]), strict=False)]
-    data += [(s, v, ev) for s, v in evals]
-    if not data:
-        return None
-    frame = pd.DataFrame(data, columns=["step", "loss", "curve"])
-    return frame.astype({"step": "int64", "loss": "float64", "curve": "str"})
+def note_text(lang: str, model: str | None, ft: str | None) -> str:
+    """Why the form holds what it holds: the demo's recipe for builtin:tiny, the suggested rate otherwise."""
+    if suggest.is_builtin(model):
+        return t(lang, "train.tiny_note", settings=suggest.summary(suggest.TINY))
+    lr = suggest.lr_text(suggest.learning_rate(model, ft or "lora"))
+    return t(lang, "train.lr_note", method=ft or "lora", lr=lr)
 
 
-def status_text(lang: str, status: dict[str, Any], ws: Any) -> str:
-    state = status.get("state", "idle")
-    if state == "idle":
-        return t(lang, "job.idle", kind=t(lang, f"kind.{status.get('kind') or 'train'}"))
-    return t(
-        lang,
-        f"job.{state}",
-        kind=t(lang, f"kind.{status['kind']}"),
-        config=relpath(ws, status["config"]),
-        output=relpath(ws, status["output_dir"]),
-        pid=status["pid"],
-        code=status.get("returncode"),
-    )
-
-
-def render(ctx: Ctx, lang: str, status: dict[str, Any]) -> list[Any]:
-    """Outputs of the live panel: status, progress, loss plot, log tail."""
-    return [
-        status_text(lang, status, ctx.ws),
-        progress_html(lang, status),
-        loss_frame(lang, status.get("output_dir") if status.get("state") != "idle" else None),
-        status.get("log_tail", ""),
-    ]
+def shown(key: str, value: Any) -> Any:
+    """A preset's value as its control holds it (the learning rate is text: 5e-4)."""
+    return suggest.lr_text(value) if key == "learning_rate" else value
 
 
 def build(ctx: Ctx) -> dict[str, Any]:
     ui = ctx.ui
     ui.settings.update(SETTINGS)
+    start_values = suggest.preset(lookup.BUILTIN)  # the top bar starts on builtin:tiny
+    v = {k: shown(k, x) for k, x in start_values.items()}
     with ui.tab("tab.train", id="train", elem_id="tab-train") as tab:
         with gr.Row(equal_height=True):
             datasets = ui.box(
@@ -126,22 +110,51 @@ def build(ctx: Ctx) -> dict[str, Any]:
                 scale=4,
                 elem_id="train-datasets",
             )
+            stage = ui.box(
+                gr.Dropdown, "train.stage", choices=list(STAGE_CHOICES), value="sft", elem_id="stage"
+            )
+            beta = ui.box(gr.Number, "train.pref_beta", value=0.1, visible=False, elem_id="pref-beta")
+            pref_loss = ui.box(
+                gr.Dropdown, "train.pref_loss", choices=list(PREF_LOSSES), value="sigmoid", visible=False
+            )
+        note = gr.Markdown(
+            note_text(ui.lang, lookup.BUILTIN, start_values["finetuning_type"]), elem_id="train-note"
+        )
         with ui.accordion("train.basic", open=True):
             with gr.Row():
-                lr = ui.box(gr.Textbox, "train.learning_rate", value="5e-5", elem_id="lr")
-                epochs = ui.box(gr.Number, "train.epochs", value=3.0, elem_id="epochs")
+                lr = ui.box(gr.Textbox, "train.learning_rate", value=v["learning_rate"], elem_id="lr")
+                epochs = ui.box(gr.Number, "train.epochs", value=v["num_train_epochs"], elem_id="epochs")
                 max_steps = ui.box(
                     gr.Number, "train.max_steps", info=True, value=0, precision=0, elem_id="max-steps"
                 )
                 max_samples = ui.box(
                     gr.Number, "train.max_samples", value=100000, precision=0, elem_id="max-samples"
                 )
-                cutoff = ui.box(gr.Number, "train.cutoff_len", value=2048, precision=0, elem_id="cutoff")
+                cutoff = ui.box(
+                    gr.Number, "train.cutoff_len", value=v["cutoff_len"], precision=0, elem_id="cutoff"
+                )
             with gr.Row():
-                batch = ui.box(gr.Number, "train.batch_size", value=2, precision=0, elem_id="batch")
-                accum = ui.box(gr.Number, "train.grad_accum", value=8, precision=0, elem_id="accum")
-                sched = ui.box(gr.Dropdown, "train.scheduler", choices=list(SCHEDULERS), value="cosine")
-                warmup = ui.box(gr.Number, "train.warmup_ratio", value=0.0)
+                batch = ui.box(
+                    gr.Number,
+                    "train.batch_size",
+                    value=v["per_device_train_batch_size"],
+                    precision=0,
+                    elem_id="batch",
+                )
+                accum = ui.box(
+                    gr.Number,
+                    "train.grad_accum",
+                    value=v["gradient_accumulation_steps"],
+                    precision=0,
+                    elem_id="accum",
+                )
+                sched = ui.box(
+                    gr.Dropdown, "train.scheduler", choices=list(SCHEDULERS), value=v["lr_scheduler_type"]
+                )
+                warmup = ui.box(gr.Number, "train.warmup_ratio", value=v["warmup_ratio"])
+                decay = ui.box(
+                    gr.Number, "train.weight_decay", value=v["weight_decay"], elem_id="weight-decay"
+                )
                 compute = ui.box(gr.Dropdown, "train.compute", info=True, choices=list(COMPUTE), value="fp32")
         with ui.accordion("train.lora", open=False):
             with gr.Row():
@@ -149,19 +162,29 @@ def build(ctx: Ctx) -> dict[str, Any]:
                 alpha = ui.box(gr.Number, "train.lora_alpha", value=16, precision=0)
                 dropout = ui.box(gr.Number, "train.lora_dropout", value=0.0)
                 target = ui.box(gr.Textbox, "train.lora_target", info=True, value="all")
+            with gr.Row():
+                dora = ui.box(gr.Checkbox, "train.use_dora", value=False, elem_id="use-dora")
+                rslora = ui.box(gr.Checkbox, "train.use_rslora", value=False, elem_id="use-rslora")
+                pissa = ui.box(gr.Checkbox, "train.pissa_init", value=False, elem_id="pissa-init")
+                loraplus = ui.box(gr.Number, "train.loraplus_lr_ratio", value=0, elem_id="loraplus")
         with ui.accordion("train.freeze", open=False):
             freeze_layers = ui.box(gr.Number, "train.freeze_layers", value=2, precision=0)
         with ui.accordion("train.other", open=False):
             with gr.Row():
                 logging = ui.box(
-                    gr.Number, "train.logging_steps", value=5, precision=0, elem_id="logging-steps"
+                    gr.Number,
+                    "train.logging_steps",
+                    value=v["logging_steps"],
+                    precision=0,
+                    elem_id="logging-steps",
                 )
-                save = ui.box(gr.Number, "train.save_steps", value=100, precision=0)
+                save = ui.box(gr.Number, "train.save_steps", value=v["save_steps"], precision=0)
                 val = ui.box(gr.Number, "train.val_size", info=True, value=0.0)
-                seed = ui.box(gr.Number, "train.seed", value=42, precision=0)
+                seed = ui.box(gr.Number, "train.seed", value=v["seed"], precision=0)
             with gr.Row():
                 packing = ui.box(gr.Checkbox, "train.packing", value=False)
                 on_prompt = ui.box(gr.Checkbox, "train.train_on_prompt", value=False)
+                neftune = ui.box(gr.Number, "train.neftune", value=0, elem_id="neftune")
             extra = ui.box(gr.Textbox, "train.extra", info=True, placeholder=True, lines=2)
         with gr.Row(equal_height=True):
             run = ui.box(gr.Textbox, "train.run_name", value=default_run(), elem_id="run-name")
@@ -180,34 +203,48 @@ def build(ctx: Ctx) -> dict[str, Any]:
         command = ui.box(gr.Code, "train.command", language="yaml", visible=False, elem_id="train-command")
         status = gr.Markdown(elem_id="train-status")
         progress = gr.HTML(progress_html(ui.lang, {}), elem_id="train-progress")
-        with gr.Row():
-            plot = ui.box(
-                gr.LinePlot,
-                "train.plot",
-                value=None,
-                x="step",
-                y="loss",
-                color="curve",
-                height=300,
-                elem_id="loss-plot",
-            )
-            log = ui.box(
-                gr.Textbox, "train.log", lines=14, max_lines=14, autoscroll=True, elem_id="train-log"
-            )
+        plot = ui.box(
+            gr.LinePlot,
+            "train.plot",
+            value=None,
+            x="step",
+            y="loss",
+            color="curve",
+            color_map=train_live.color_map(),
+            colors_in_legend=[],  # no chart legend: legend_html draws one
+            x_title="step",
+            height=320,
+            elem_id="loss-plot",
+        )
+        legend = gr.HTML("", elem_id="loss-legend")
+        log = ui.box(
+            gr.Textbox,
+            "train.log",
+            lines=14,
+            max_lines=14,
+            autoscroll=True,
+            elem_id="train-log",
+            elem_classes=["tb-log"],
+        )
+        runs = ui.box(gr.Dataframe, "train.runs", interactive=False, wrap=True, elem_id="train-runs")
     ctx.pickers.append((datasets, "train"))
-    form_inputs = [datasets, lr, epochs, max_steps, max_samples, cutoff, batch, accum, sched, warmup, compute]
-    form_inputs += [rank, alpha, dropout, target, freeze_layers, logging, save, val, seed, packing, on_prompt]
-    form_keys = [
-        "datasets", "learning_rate", "num_train_epochs", "max_steps", "max_samples", "cutoff_len",
-        "per_device_train_batch_size", "gradient_accumulation_steps", "lr_scheduler_type", "warmup_ratio",
-        "compute_type", "lora_rank", "lora_alpha", "lora_dropout", "lora_target", "freeze_trainable_layers",
-        "logging_steps", "save_steps", "val_size", "seed", "packing", "train_on_prompt",
-    ]  # fmt: skip
+    preset_boxes = [lr, epochs, batch, accum, decay, sched, warmup, cutoff, logging, save, seed]
+    form_boxes = {
+        "datasets": datasets, "stage": stage, "pref_beta": beta, "pref_loss": pref_loss, "max_steps": max_steps,
+        "max_samples": max_samples, "compute_type": compute, "lora_rank": rank, "lora_alpha": alpha,
+        "lora_dropout": dropout, "lora_target": target, "use_dora": dora, "use_rslora": rslora, "pissa_init": pissa,
+        "loraplus_lr_ratio": loraplus, "freeze_trainable_layers": freeze_layers, "val_size": val,
+        "packing": packing, "train_on_prompt": on_prompt, "neftune_noise_alpha": neftune,
+        **dict(zip(PRESET_KEYS, preset_boxes, strict=True)),
+    }  # fmt: skip
+    form_keys, form_inputs = list(form_boxes), list(form_boxes.values())
+    # the learning rate the form last put in the box: another value there was typed, and suggestions keep it
+    lr_given = gr.State(v["learning_rate"])
+    preset_of = gr.State(preset_kind(lookup.BUILTIN))  # which preset the form holds
 
     def collect(args: tuple) -> tuple[dict[str, Any], str, Path, bool]:
-        lang, model, hub, ft, output, template, trust, dataset_dir, run_name, path, res, extra_text = args[
-            :12
-        ]
+        lang, model, hub, ft, output, template, trust = args[:7]
+        dataset_dir, run_name, path, res, extra_text = args[7:12]
         form = dict(zip(form_keys, args[12:], strict=True))
         settings = model_settings(ctx, model, hub, ft, output, template, trust)
         if not res and not (run_name or "").strip():
@@ -218,14 +255,17 @@ def build(ctx: Ctx) -> dict[str, Any]:
         jobs.validate(data)
         return data, path, Path(data["output_dir"]), modelscope(hub)
 
+    def command_text(data: dict[str, Any], path: str, ms: bool) -> str:
+        rel = relpath(ctx.ws, ctx.ws.resolve(path))
+        return f"# {jobs.command_line('train', rel, ms)}\n" + jobs.to_yaml(data)
+
     def do_preview(*args: Any):
         lang = args[0]
         try:
             data, path, _, ms = collect(args)
-            rel = relpath(ctx.ws, ctx.ws.resolve(path))
+            text = command_text(data, path, ms)
         except Exception as exc:
             return error_text(lang, exc), gr.update(visible=False)
-        text = f"# {jobs.command_line('train', rel, ms)}\n" + jobs.to_yaml(data)
         return "", gr.update(value=text, visible=True)
 
     def do_save(*args: Any):
@@ -247,14 +287,15 @@ def build(ctx: Ctx) -> dict[str, Any]:
             ctx.runner.start("train", written, ctx.ws.root / out, jobs.hub_env(ms))
         except Exception as exc:
             gr.Warning(error_text(lang, exc))
-            return error_text(lang, exc), gr.update(), gr.update(), gr.update()
+            return error_text(lang, exc), *([gr.skip()] * 4)
         rel = relpath(ctx.ws, written)
-        # the next Start is a fresh run unless a run is picked again
-        return (ok_text(t(lang, "train.started", file=rel)), *fresh_run(), gr.update(value=None))
+        # the preview shows what was started; the next Start is a fresh run unless a run is picked again
+        shown_cmd = gr.update(value=command_text(data, path, ms), visible=True)
+        return ok_text(t(lang, "train.started", file=rel)), *fresh_run(), gr.update(value=None), shown_cmd
 
     def resume_choices(model: str, ft: str, current: str | None):
-        runs = lookup.resumable_runs(ctx.ws, model, ft)
-        return gr.update(choices=runs, value=current if current in runs else None)
+        runs_ = lookup.resumable_runs(ctx.ws, model, ft)
+        return gr.update(choices=runs_, value=current if current in runs_ else None)
 
     def do_stop(lang: str):
         if ctx.runner.status("train")["state"] != "running":
@@ -262,11 +303,32 @@ def build(ctx: Ctx) -> dict[str, Any]:
         ctx.runner.stop()
         return ok_text(t(lang, "train.stopping"))
 
+    def on_model(lang: str, model: str, ft: str, kind: str, lr_now: str, given: str):
+        """A newly picked kind of model loads its preset (builtin:tiny: the demo's, a typed rate included)."""
+        new = preset_kind(model)
+        if new == kind:
+            return [gr.skip()] * (len(preset_boxes) + 1) + [kind, given, note_text(lang, model, ft)]
+        values = suggest.preset(model)
+        keep_lr = new != "tiny" and (lr_now or "").strip() != given
+        updates = [
+            gr.skip() if k == "learning_rate" and keep_lr else shown(k, values[k]) for k in PRESET_KEYS
+        ]
+        method = values["finetuning_type"]
+        given = given if keep_lr else shown("learning_rate", values["learning_rate"])
+        return [method, *updates, new, given, note_text(lang, model, method)]
+
+    def on_method(lang: str, model: str, ft: str, lr_now: str, given: str):
+        if (lr_now or "").strip() != given:
+            return gr.skip(), given, note_text(lang, model, ft)
+        rate = suggest.lr_text(suggest.learning_rate(model, ft))
+        return rate, rate, note_text(lang, model, ft)
+
+    model_box, ft_box = ctx.top[0], ctx.top[2]
     inputs = [ctx.lang, *ctx.top, ctx.dataset_dir, run, cfg_path, resume, extra, *form_inputs]
     preview.click(do_preview, inputs, [msg, command])
     save_btn.click(do_save, inputs, msg)
-    start.click(do_start, inputs, [msg, run, cfg_path, resume], concurrency_limit=1)
-    top_pick = [ctx.top[0], ctx.top[2], resume]
+    start.click(do_start, inputs, [msg, run, cfg_path, resume, command], concurrency_limit=1)
+    top_pick = [model_box, ft_box, resume]
     resume.focus(resume_choices, top_pick, resume, show_progress="hidden")
     stop.click(do_stop, ctx.lang, msg)
     ctx.demo.load(fresh_run, None, [run, cfg_path], show_progress="hidden")  # a new name per page
@@ -276,4 +338,30 @@ def build(ctx: Ctx) -> dict[str, Any]:
         cfg_path,
         show_progress="hidden",
     )
-    return {"tab": tab, "outputs": [status, progress, plot, log]}
+    model_box.change(
+        on_model,
+        [ctx.lang, model_box, ft_box, preset_of, lr, lr_given],
+        [ft_box, *preset_boxes, preset_of, lr_given, note],
+        show_progress="hidden",
+    )
+    ft_box.change(
+        on_method, [ctx.lang, model_box, ft_box, lr, lr_given], [lr, lr_given, note], show_progress="hidden"
+    )
+    ctx.lang.change(note_text, [ctx.lang, model_box, ft_box], note, show_progress="hidden")
+    stage.change(
+        lambda s: (gr.update(visible=s in jobs.PREF_STAGES), gr.update(visible=s == "dpo")),
+        stage,
+        [beta, pref_loss],
+        show_progress="hidden",
+    )
+    # a preview is never stale: a change to the form hides it (Start shows what it started)
+    edits = [c.input for c in [run, cfg_path, resume, extra, *form_inputs]]
+    edits += [c.change for c in ctx.top]
+    gr.on(
+        edits, lambda: gr.update(value="", visible=False), None, command, show_progress="hidden", queue=False
+    )
+    return {
+        "tab": tab,
+        "outputs": [status, progress, plot, legend, log, runs, resume],
+        "after_job": [msg, ctx.top[3]],
+    }

@@ -10,7 +10,7 @@ import gradio as gr
 from ..data.templates.named import names as template_names
 from ..errors import TuneboardError
 from ..hub import use_modelscope
-from . import lookup
+from . import lookup, suggest
 from .common import FINETUNING, HUBS, Ctx, error_text
 from .locales import choices as language_choices
 
@@ -46,15 +46,16 @@ def build(ctx: Ctx) -> None:
             scale=2,
             elem_id="hub",
         )
+        first_method = suggest.preset(lookup.BUILTIN)["finetuning_type"]  # the demo's, for builtin:tiny
         ft = ui.box(
-            gr.Dropdown, "top.finetuning", choices=list(FINETUNING), value="lora", scale=1, elem_id="ft"
+            gr.Dropdown, "top.finetuning", choices=list(FINETUNING), value=first_method, scale=1, elem_id="ft"
         )
     with gr.Row():
         output = ui.box(
             gr.Dropdown,
             "top.output",
             info=True,
-            choices=outputs_for(ctx, lookup.BUILTIN, "lora"),
+            choices=outputs_for(ctx, lookup.BUILTIN, first_method),
             value=None,
             allow_custom_value=False,
             scale=3,
