@@ -240,3 +240,40 @@ def test_health_answers_while_a_long_prompt_is_encoded(serve_app):
         assert time.time() - start < 1.0, "/health waited for the encoding"
         client.join(timeout=10)
         wait_idle(app)
+
+
+class Gathering(Slow):
+    """Each generation waits until `parties` generations run at the same time (or fails after 20 s)."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        self.gate = threading.Barrier(parties, timeout=20)
+
+    def stream(self, messages, system=None, stop=None, reply=None, cancel=None, tools=None, **gen):
+        reply = reply if reply is not None else Reply()
+        self.gate.wait()
+        reply.text = "ok"
+        yield "ok"
+
+
+def test_every_admitted_non_streaming_request_generates_at_once(serve_app):
+    """asyncio's default thread pool (cpu_count + 4 threads) held non-streaming requests back from the engine's
+    batch: with 16 admitted on 2 cores, only 6 generated together."""
+    from tuneboard.api.server import create_app
+
+    parties = (os.cpu_count() or 1) + 8  # more than the default pool's threads
+    app = create_app(Gathering(parties), max_concurrent=parties, max_waiting=0)
+    with serve_app(app) as url:
+        body = {"messages": WHO, "max_tokens": 4}
+        codes: list[int] = []
+
+        def ask() -> None:
+            codes.append(httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60).status_code)
+
+        clients = [threading.Thread(target=ask) for _ in range(parties)]
+        for t in clients:
+            t.start()
+        for t in clients:
+            t.join(60)
+        assert codes == [200] * parties  # a generation left waiting would break the barrier: 500
+        wait_idle(app)

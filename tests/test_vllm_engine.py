@@ -8,6 +8,7 @@ A real vLLM needs a CUDA GPU, which this machine has not."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.machinery
 import json
 import threading
@@ -193,3 +194,37 @@ def test_api_serves_the_vllm_engine(fake_vllm):
     assert lines[-1] == "data: [DONE]"
     text = "".join(json.loads(x[6:])["choices"][0]["delta"].get("content") or "" for x in lines[:-1])
     assert text == REPLY
+
+
+def test_eval_sends_the_whole_split_to_vllm_at_once(fake_vllm, tiny_tokenizer, tmp_path, monkeypatch):
+    from tuneboard.data.pipeline import load_conversations
+    from tuneboard.data.tokenize import encode_prompts
+    from tuneboard.evaluate import workflow as evaluate
+    from tuneboard.model.tiny import bundled_data_dir
+
+    live, most = [0], [0]
+    plain = FakeEngine.generate
+
+    async def counted(self, *args, **kw):
+        live[0] += 1
+        most[0] = max(most[0], live[0])
+        try:
+            async for out in plain(self, *args, **kw):
+                yield out
+        finally:
+            live[0] -= 1
+
+    monkeypatch.setattr(FakeEngine, "generate", counted)
+    data = bundled_data_dir()
+    cfg = vcfg(eval_dataset="triage_test", dataset_dir=str(data), max_samples=5, max_new_tokens=4)
+    results = evaluate.run(dataclasses.replace(cfg, output_dir=str(tmp_path)))
+    assert results["predict_samples"] == 5 and most[0] == 5  # five requests in flight together
+    convs, _ = load_conversations(["triage_test"], data, max_samples=5)
+    for c in convs:
+        c.messages = c.messages[:-1]
+    sent = sorted(r[0]["prompt_token_ids"] for r in fake_vllm.engines[0].requests)
+    assert sent == sorted(encode_prompts(convs, evaluate.load_engine(cfg).template, tiny_tokenizer))
+    first4 = tiny_tokenizer.decode(tiny_tokenizer(REPLY, add_special_tokens=False)["input_ids"][:4])
+    lines = (tmp_path / "generated_predictions.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["predict"] for line in lines] == [first4] * 5
+    assert fake_vllm.engines[0].requests[0][1].kw["temperature"] == 0.0  # evaluation is greedy

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tuneboard.cli.main import main as tuneboard
-from tuneboard.config import Config
+from tuneboard.config import Config, replace
 
 from .conftest import write_yaml
 
@@ -45,10 +45,12 @@ def test_eval_writes_predictions_and_metrics(workspace, small_lora, capsys):
 
 
 def test_batched_generation_equals_one_by_one(workspace, identity_full):
-    """Left padding must not change greedy outputs."""
+    """Sharing the batch (rows joining and leaving, left padding) must not change greedy outputs; nor does
+    beam search's padded `generate` path."""
     from tuneboard.data.pipeline import load_conversations
     from tuneboard.data.tokenize import encode_prompts
-    from tuneboard.evaluate.workflow import generate_batched
+    from tuneboard.evaluate.workflow import load_engine
+    from tuneboard.inference.generation import GenerationSettings
     from tuneboard.model.load import load_for_inference
 
     cfg = Config(model_name_or_path=str(identity_full), max_new_tokens=16)
@@ -57,10 +59,14 @@ def test_batched_generation_equals_one_by_one(workspace, identity_full):
     for c in convs:
         c.messages = c.messages[:-1]
     prompts = encode_prompts(convs, loaded.template, loaded.tokenizer)
-    gen = dict(max_new_tokens=16, do_sample=False)
-    batched = generate_batched(loaded, prompts, Config(per_device_eval_batch_size=6), gen)
-    single = generate_batched(loaded, prompts, Config(per_device_eval_batch_size=1), gen)
-    assert batched == single
+    for beams in (1, 2):
+        settings = GenerationSettings.from_config(cfg, do_sample=False, num_beams=beams)
+        texts = {}
+        for width in (6, 1):
+            engine = load_engine(replace(cfg, per_device_eval_batch_size=width), loaded)
+            texts[width] = [r.text for r in engine.complete(prompts, settings)]
+            engine.close()
+        assert texts[6] == texts[1]
 
 
 def test_merged_export_equals_base_plus_adapter(workspace, small_lora):

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import os
 import sys
 import time
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -58,6 +60,9 @@ def create_app(
         max_concurrent = getattr(engine, "max_batch", 1)
     slots = Slots(max_concurrent + max_waiting)
     app.state.slots = slots
+    # a thread for every admitted non-streaming generation (asyncio's default pool has cpu_count + 4: on a
+    # small machine it would hold the rest back from the engine's batch); streams have their own thread
+    generating = ThreadPoolExecutor(slots.capacity, thread_name_prefix="tuneboard-chat")
     model_id = os.path.basename(str(engine.name).rstrip("/")) or str(engine.name)
     names = {model_id, str(engine.name)}  # what a request's `model` may say
     keyed = [Depends(KeyCheck(api_key))]
@@ -145,7 +150,8 @@ def create_app(
             seeded = (
                 settings if settings.seed is None else dataclasses.replace(settings, seed=settings.seed + k)
             )
-            return asyncio.to_thread(engine.chat, messages, cancel=cancel, **(gen | {"settings": seeded}))
+            call = functools.partial(engine.chat, messages, cancel=cancel, **(gen | {"settings": seeded}))
+            return asyncio.get_running_loop().run_in_executor(generating, call)
 
         watcher = asyncio.create_task(cancel_on_disconnect(request, cancels))
         try:

@@ -1,6 +1,7 @@
-"""`tuneboard eval`: batched generation over a test set, then BLEU-4 / ROUGE / exact-match accuracy.
+"""`tuneboard eval`: generation over a test set, then BLEU-4 / ROUGE / exact-match accuracy.
 
-Inference layer: uses data/ (conversations, templates) and model/ (loading); metrics.py holds the maths.
+Jobs layer: uses data/ (conversations, templates) and the inference engine (`Engine.complete`: the whole
+split goes to its batcher, or to vLLM, at once); metrics.py holds the maths.
 Writes the predictions and their metrics in output_dir (rundir.write_predictions, LLaMA-Factory's names).
 """
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import rundir
-from ..config import Config
+from ..config import Config, replace
 from ..data.formats import Conversation
 from ..data.pipeline import load_conversations, split
 from ..errors import ConfigError, TuneboardError
@@ -32,38 +33,16 @@ def eval_conversations(cfg: Config) -> list[Conversation]:
     raise ConfigError(f"{cfg.source}: set eval_dataset (or dataset with val_size) to evaluate")
 
 
-def generate_batched(loaded: Any, prompts: list[list[int]], cfg: Config, gen: dict[str, Any]) -> list[str]:
-    """Left-padded batches of similar length (sorted, then restored), greedy unless sampling was asked for."""
-    import torch
+def load_engine(cfg: Config, loaded: Any = None) -> Any:
+    """The engine that writes the predictions: vLLM with `infer_backend: vllm`, else the transformers engine
+    generating `per_device_eval_batch_size` replies together (dynamic batching: a finished row's place goes
+    to the next prompt at once)."""
+    from ..inference import make_engine
+    from ..inference.hf import ChatEngine
 
-    from ..model.load import stop_token_ids
-
-    tok, model = loaded.tokenizer, loaded.model
-    pad = tok.pad_token_id
-    stop = stop_token_ids(tok, loaded.template)
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    out: list[str] = [""] * len(prompts)
-    bs = cfg.per_device_eval_batch_size
-    for start in range(0, len(order), bs):
-        idx = order[start : start + bs]
-        longest = max(len(prompts[i]) for i in idx)
-        ids = torch.full((len(idx), longest), pad, dtype=torch.long)
-        mask = torch.zeros((len(idx), longest), dtype=torch.long)
-        for row, i in enumerate(idx):
-            p = prompts[i]
-            ids[row, longest - len(p) :] = torch.tensor(p)
-            mask[row, longest - len(p) :] = 1
-        with torch.inference_mode():
-            gen_ids = model.generate(
-                input_ids=ids.to(model.device),
-                attention_mask=mask.to(model.device),
-                eos_token_id=stop,
-                pad_token_id=pad,
-                **gen,
-            )
-        for row, i in enumerate(idx):
-            out[i] = tok.decode(gen_ids[row, longest:], skip_special_tokens=True)
-    return out
+    if cfg.infer_backend == "vllm":
+        return make_engine(cfg)
+    return ChatEngine(replace(cfg, max_concurrent=cfg.per_device_eval_batch_size), loaded)
 
 
 def generation_settings(cfg: Config) -> GenerationSettings:
@@ -74,7 +53,6 @@ def generation_settings(cfg: Config) -> GenerationSettings:
 
 def run(cfg: Config, loaded: Any = None) -> dict[str, Any]:
     from ..data.tokenize import encode_prompts
-    from ..model.load import load_for_inference
 
     convs = eval_conversations(cfg)
     prompts_conv, labels = [], []
@@ -84,12 +62,15 @@ def run(cfg: Config, loaded: Any = None) -> dict[str, Any]:
             raise TuneboardError(f"{c.source}: the last message must be the reference reply")
         prompts_conv.append(Conversation(c.messages[:-1], c.system, c.tools, c.source))
         labels.append(last.content)
-    loaded = loaded or load_for_inference(cfg)
-    prompt_ids = encode_prompts(prompts_conv, loaded.template, loaded.tokenizer)
+    engine = load_engine(cfg, loaded)
+    prompt_ids = encode_prompts(prompts_conv, engine.template, engine.tokenizer)
     too_long = sum(1 for p in prompt_ids if len(p) > cfg.cutoff_len)
     prompt_ids = [p[-cfg.cutoff_len :] for p in prompt_ids]
     start = time.time()
-    preds = generate_batched(loaded, prompt_ids, cfg, generation_settings(cfg).generate_kwargs())
+    try:
+        preds = [reply.text for reply in engine.complete(prompt_ids, generation_settings(cfg))]
+    finally:
+        engine.close()
     runtime = time.time() - start
     results = metrics.compute_metrics(preds, labels)
     results["predict_runtime"] = round(runtime, 4)
@@ -100,7 +81,7 @@ def run(cfg: Config, loaded: Any = None) -> dict[str, Any]:
 
     out = Path(cfg.output_dir)
     records = [
-        {"prompt": loaded.template.prompt_text(conv), "predict": pred, "label": label}
+        {"prompt": engine.template.prompt_text(conv), "predict": pred, "label": label}
         for conv, pred, label in zip(prompts_conv, preds, labels, strict=False)
     ]
     rundir.write_predictions(out, records, results)

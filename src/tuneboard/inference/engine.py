@@ -1,8 +1,9 @@
-"""The engine contract behind `tuneboard chat`, `webchat` and `api`: OpenAI-style messages in, text pieces out.
+"""The engine contract behind `tuneboard chat`, `webchat`, `api` and `eval`: OpenAI-style messages in, text
+pieces out; for evaluation, many prompts' ids in, their replies out.
 
-Inference layer; imports no backend (hf.py and vllm.py implement `stream`). Also what every backend does the
-same way: the prompt and its settings (`prepare`: request checked, reply capped to the context) and reading
-function calls out of a reply (calls.py); stops.py holds the stop-string rules.
+Inference layer; imports no backend (hf.py and vllm.py implement `stream` and `complete`). Also what every
+backend does the same way: the prompt and its settings (`prepare`: request checked, reply capped to the
+context) and reading function calls out of a reply (calls.py); stops.py holds the stop-string rules.
 """
 
 from __future__ import annotations
@@ -135,6 +136,14 @@ class Engine:
         conv = to_conversation(messages, system, tools, getattr(self.template, "results_join", ""))
         text = self.template.prompt_text(conv)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def complete(self, prompts: list[list[int]], settings: GenerationSettings) -> list[Reply]:
+        """Replies to many prompts given as token ids (evaluation, prediction), in their order: all handed to
+        the backend at once, so it batches them as it would concurrent requests. Each backend defines it."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Let go of what the engine runs on beside the model (the transformers engine's batch thread)."""
 
     def chat(self, messages: list[dict[str, Any]], system: str | None = None, **gen: Any) -> Reply:
         reply = Reply()

@@ -1,6 +1,7 @@
 """ChatEngine: the engine contract on transformers. Concurrent replies are generated together by
 batching.Batcher (dynamic batching: they share each forward pass, up to `max_concurrent`); beam search goes
-through `generate`, one reply at a time, under the same lock that each batch step takes.
+through `generate`, one reply at a time, under the same lock that each batch step takes. Evaluation's many
+prompts (`complete`) go to the same batcher all at once.
 
 Inference layer (backend).
 """
@@ -95,6 +96,67 @@ class ChatEngine(Engine):
             job.halt.set()  # consumer gone or done: the batch drops the reply at its next step
             job.done.wait()
         self._finish(reply, text, len(job.tokens), settings, stop, cancel)
+
+    def complete(self, prompts: list[list[int]], settings: GenerationSettings) -> list[Reply]:
+        """Replies to `prompts` (ids), in their order: all queued in the batcher at once, shortest first (less
+        left padding in the batch), each admitted as soon as a row ends. Beam search, and a model whose cache
+        the batcher cannot stack, go through `generate` in left-padded batches of `max_concurrent`."""
+        if settings.num_beams > 1 or self.max_batch < self.cfg.max_concurrent:
+            return self._padded(prompts, settings)
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        jobs = [Job(prompts[i], settings) for i in range(len(prompts))]
+        try:
+            for i in order:
+                self.batcher.submit(jobs[i])
+            for job in jobs:
+                while (piece := job.out.get()) is not DONE:
+                    if isinstance(piece, BaseException):
+                        raise piece
+        finally:
+            for job in jobs:  # after an error: the others leave the batch at its next step
+                job.halt.set()
+            for job in jobs:
+                job.done.wait()
+        return [self._counted(job.ids, job.tokens, settings) for job in jobs]
+
+    def close(self) -> None:
+        self.batcher.close()
+
+    def _counted(self, ids: list[int], tokens: list[int], settings: GenerationSettings) -> Reply:
+        """The Reply of generated `tokens` (up to and with the end-of-turn id), decoded whole."""
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        ended = bool(tokens) and tokens[-1] in self.stop_ids
+        finish = "length" if len(tokens) >= settings.max_new_tokens and not ended else "stop"
+        return Reply(text, len(ids), len(tokens), finish)
+
+    def _padded(self, prompts: list[list[int]], settings: GenerationSettings) -> list[Reply]:
+        """`generate` over left-padded batches of similar length (sorted, then restored)."""
+        import torch
+
+        pad, width = self.tokenizer.pad_token_id, self.cfg.max_concurrent
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        replies = [Reply() for _ in prompts]
+        for start in range(0, len(order), width):
+            rows = order[start : start + width]
+            longest = max(len(prompts[i]) for i in rows)
+            ids = torch.full((len(rows), longest), pad, dtype=torch.long)
+            mask = torch.zeros((len(rows), longest), dtype=torch.long)
+            for row, i in enumerate(rows):
+                ids[row, longest - len(prompts[i]) :] = torch.tensor(prompts[i])
+                mask[row, longest - len(prompts[i]) :] = 1
+            with self.lock, torch.inference_mode():
+                out = self.model.generate(
+                    input_ids=ids.to(self.model.device),
+                    attention_mask=mask.to(self.model.device),
+                    eos_token_id=self.stop_ids or None,
+                    pad_token_id=pad,
+                    **settings.generate_kwargs(),
+                )
+            for row, i in enumerate(rows):
+                tokens = out[row, longest:].tolist()
+                ends = [k for k, t in enumerate(tokens) if t in self.stop_ids]
+                replies[i] = self._counted(prompts[i], tokens[: ends[0] + 1] if ends else tokens, settings)
+        return replies
 
     def load(self) -> dict[str, int]:
         """What /health reports: replies generating together now, and jobs waiting to join them."""

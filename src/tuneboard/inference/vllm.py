@@ -3,7 +3,8 @@
 Jobs layer. Same prompt (our template and tokenizer, token ids handed to vLLM), same text pieces, same Reply
 counts and finish reasons as ChatEngine, so chat, webchat and the API do not know which engine they drive.
 Unlike ChatEngine there is no lock: vLLM batches concurrent requests itself (continuous batching); each
-stream is one vLLM request, aborted when its consumer goes away or `cancel` is set.
+stream is one vLLM request, aborted when its consumer goes away or `cancel` is set; evaluation's prompts
+(`complete`) are sent as concurrent requests.
 """
 
 from __future__ import annotations
@@ -104,6 +105,31 @@ class VllmEngine(Engine):
             stop_token_ids=self.stop_ids or None,
             skip_special_tokens=True,
         )
+
+    def complete(self, prompts: list[list[int]], settings: GenerationSettings) -> list[Reply]:
+        """Replies to `prompts` (ids), in their order: one vLLM request each, all sent at once (vLLM batches
+        them continuously)."""
+        params = self.sampling_params(None, settings)
+        gen_kw = {"lora_request": self.lora} if self.lora is not None else {}
+
+        async def one(ids: list[int]) -> Reply:
+            last = None
+            async for out in self.engine.generate(
+                {"prompt_token_ids": ids}, params, uuid.uuid4().hex, **gen_kw
+            ):
+                last = out.outputs[0]
+            if last is None:
+                return Reply(prompt_tokens=len(ids))
+            finish = "length" if last.finish_reason == "length" else "stop"
+            return Reply(last.text, len(ids), len(last.token_ids), finish)
+
+        async def every() -> list[Reply]:
+            return list(await asyncio.gather(*(one(ids) for ids in prompts)))
+
+        try:
+            return asyncio.run_coroutine_threadsafe(every(), self._loop).result()
+        except Exception as exc:
+            raise TuneboardError(f"vLLM generation failed: {exc}") from exc
 
     def stream(
         self,
