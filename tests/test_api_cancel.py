@@ -230,15 +230,22 @@ def test_health_answers_while_a_long_prompt_is_encoded(serve_app):
     app = create_app(SlowEncode())
     with serve_app(app) as url:
         body = {"messages": WHO, "max_tokens": 4}
-        client = threading.Thread(
-            target=httpx.post, args=(f"{url}/v1/chat/completions",), kwargs={"json": body}
-        )
+        left = []
+
+        def post() -> None:  # it then streams for 30 s: this client leaves after 3, which cancels it
+            try:
+                httpx.post(f"{url}/v1/chat/completions", json=body, timeout=3)
+            except httpx.ReadTimeout:
+                left.append(True)
+
+        client = threading.Thread(target=post)
         client.start()
         time.sleep(0.3)  # the request is now being encoded
         start = time.time()
         assert httpx.get(f"{url}/health", timeout=5).status_code == 200
         assert time.time() - start < 1.0, "/health waited for the encoding"
         client.join(timeout=10)
+        assert left == [True]
         wait_idle(app)
 
 
