@@ -14,6 +14,8 @@ torch = pytest.importorskip("torch")
 from tuneboard.data.templates.named import get_template  # noqa: E402
 from tuneboard.errors import TuneboardError  # noqa: E402
 from tuneboard.export.gguf import write_gguf  # noqa: E402
+from tuneboard.export.gguf_families import FAMILIES  # noqa: E402
+from tuneboard.export.gguf_vocab import _LLAMA3_REGEX, _pre_tokenizer  # noqa: E402
 
 PROMPT = "Hello, who are you? 12345 你好"
 
@@ -145,3 +147,128 @@ def test_unsupported_family_names_the_families_and_the_formats(tmp_path):
     formats = "hf, gguf, gguf-f16, gguf-f32, gguf-q8_0, gguf-q5_1, gguf-q5_0, gguf-q4_1, gguf-q4_0"
     assert f"Valid export_format values: {formats};" in message
     assert "safetensors" not in message  # not an export_format value
+
+
+@pytest.fixture(scope="module")
+def glm_models(tok):
+    """GLM-4-0414 (model type glm4: sandwich norms) and GLM-4-9B-chat-hf (model type glm), with q/k/v biases and
+    half-rotated heads as released; untied output as released."""
+    from transformers import Glm4Config, Glm4ForCausalLM, GlmConfig, GlmForCausalLM
+
+    common = _common(tok, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16)
+    common |= dict(attention_bias=True, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    return {
+        "glm4": _randomise(Glm4ForCausalLM(Glm4Config(**common))),
+        "glm": _randomise(GlmForCausalLM(GlmConfig(**common))),
+    }
+
+
+def _llama_cpp_glm(path, ids: list[int]) -> np.ndarray:
+    """Logits computed from the GGUF file alone the way llama.cpp's glm4 / chatglm graphs do: rope on neighbouring
+    pairs (GGML's normal mode) over the first rope.dimension_count dimensions of each head, one fused ffn_up whose
+    first half is the gate, and for glm4 a norm after attention and after the feed-forward (numpy, f32)."""
+    r = gguf.GGUFReader(path)
+    w = {t.name: np.asarray(t.data, dtype=np.float32).reshape(list(reversed(t.shape))) for t in r.tensors}
+    arch = _field(r, "general.architecture")
+    n_head, n_kv = _field(r, f"{arch}.attention.head_count"), _field(r, f"{arch}.attention.head_count_kv")
+    eps, base = _field(r, f"{arch}.attention.layer_norm_rms_epsilon"), _field(r, f"{arch}.rope.freq_base")
+    n_rot, n_ff = _field(r, f"{arch}.rope.dimension_count"), _field(r, f"{arch}.feed_forward_length")
+    x = w["token_embd.weight"][ids]
+    n, hd = len(ids), w["blk.0.attn_q.weight"].shape[0] // n_head
+    angles = np.arange(n)[:, None] * base ** (-np.arange(0, n_rot, 2) / n_rot)
+    cos, sin = np.cos(angles)[:, None, :], np.sin(angles)[:, None, :]
+
+    def norm(v, weight):
+        return v / np.sqrt((v * v).mean(-1, keepdims=True) + eps) * weight
+
+    def rope(v):
+        rot, rest = v[..., :n_rot], v[..., n_rot:]
+        a, b = rot[..., 0::2], rot[..., 1::2]
+        pairs = np.stack([a * cos - b * sin, a * sin + b * cos], -1).reshape(rot.shape)
+        return np.concatenate([pairs, rest], -1)
+
+    def proj(v, name):
+        return v @ w[f"{name}.weight"].T + w.get(f"{name}.bias", 0.0)
+
+    mask = np.triu(np.full((n, n), -np.inf), 1)
+    for i in range(_field(r, f"{arch}.block_count")):
+        h = norm(x, w[f"blk.{i}.attn_norm.weight"])
+        q = rope(proj(h, f"blk.{i}.attn_q").reshape(n, n_head, hd))
+        k = rope(proj(h, f"blk.{i}.attn_k").reshape(n, n_kv, hd)).repeat(n_head // n_kv, axis=1)
+        v = proj(h, f"blk.{i}.attn_v").reshape(n, n_kv, hd).repeat(n_head // n_kv, axis=1)
+        scores = np.einsum("qhd,khd->hqk", q, k) / np.sqrt(hd) + mask
+        p = np.exp(scores - scores.max(-1, keepdims=True))
+        att = proj(
+            np.einsum("hqk,khd->qhd", p / p.sum(-1, keepdims=True), v).reshape(n, -1), f"blk.{i}.attn_output"
+        )
+        x = x + (norm(att, w[f"blk.{i}.post_attention_norm.weight"]) if arch == "glm4" else att)
+        up = proj(norm(x, w[f"blk.{i}.ffn_norm.weight"]), f"blk.{i}.ffn_up")
+        gate, up = up[:, :n_ff], up[:, n_ff:]
+        f = proj(gate / (1 + np.exp(-gate)) * up, f"blk.{i}.ffn_down")
+        x = x + (norm(f, w[f"blk.{i}.post_ffw_norm.weight"]) if arch == "glm4" else f)
+    return norm(x, w["output_norm.weight"]) @ w.get("output.weight", w["token_embd.weight"]).T
+
+
+@pytest.mark.parametrize(("family", "arch"), [("glm4", "glm4"), ("glm", "chatglm")])
+def test_glm_tensors_metadata_and_logits(tmp_path, tok, glm_models, family, arch):
+    """transformers has no GGUF reader for glm4 or chatglm, so the file is checked with the gguf package's reader:
+    every tensor's llama.cpp name, shape and values against the HF weights (no permutation: transformers' GLM
+    already ropes neighbouring pairs, as llama.cpp does; ffn_up is transformers' fused gate_up_proj), the keys
+    llama.cpp's loader needs for the arch, and logits recomputed from the file with llama.cpp's graph."""
+    model = glm_models[family]
+    path = write_gguf(model, tok, get_template("chatml"), tmp_path / "model.gguf", "f32")
+    r = gguf.GGUFReader(path)
+    assert _field(r, "general.architecture") == arch
+    names = gguf.get_tensor_name_map(
+        next(e for e, name in gguf.MODEL_ARCH_NAMES.items() if name == arch), model.config.num_hidden_layers
+    )
+    state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    expected = {names.get_name(k, try_suffixes=(".weight", ".bias")): k for k in state}
+    assert None not in expected
+    tensors = {t.name: t for t in r.tensors}
+    assert set(tensors) == set(expected)
+    per_layer = {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_up", "ffn_down"}
+    if arch == "glm4":
+        per_layer |= {"post_attention_norm", "post_ffw_norm"}
+    assert {n.split(".")[2] for n in tensors if n.startswith("blk.")} == per_layer
+    assert {"token_embd.weight", "output_norm.weight", "output.weight", "blk.1.attn_q.bias"} <= set(tensors)
+    for name, t in tensors.items():
+        want = state[expected[name]]
+        assert list(t.shape) == list(reversed(want.shape)), name
+        np.testing.assert_array_equal(np.asarray(t.data).reshape(want.shape), want, err_msg=name)
+    assert tuple(tensors["blk.0.ffn_up.weight"].shape) == (64, 2 * 128)  # gate and up, fused
+
+    c = model.config
+    required = {
+        "context_length": c.max_position_embeddings,
+        "embedding_length": 64,
+        "block_count": 2,
+        "feed_forward_length": 128,
+        "attention.head_count": 4,
+        "attention.head_count_kv": 2,
+        "rope.dimension_count": 8,  # half of head_dim 16 (partial_rotary_factor 0.5)
+    }
+    for key, value in required.items():
+        assert _field(r, f"{arch}.{key}") == value, key
+    assert _field(r, f"{arch}.attention.layer_norm_rms_epsilon") == pytest.approx(c.rms_norm_eps)
+    assert _field(r, f"{arch}.rope.freq_base") == pytest.approx(10000.0)
+
+    ids = tok(PROMPT)["input_ids"]
+    with torch.no_grad():
+        want = model(torch.tensor([ids])).logits[0].numpy()
+    np.testing.assert_allclose(_llama_cpp_glm(path, ids), want, atol=2e-4, rtol=1e-3)
+
+
+def test_glm_tokenizer_split_is_chatglm_bpe():
+    """GLM-4's tokenizer splits with Llama 3's regex then ByteLevel: llama.cpp's 'chatglm-bpe' for GLM models
+    (which puts no BOS in front; the chat template starts with [gMASK]<sop>), 'llama-bpe' for Llama."""
+    spec = {
+        "type": "Sequence",
+        "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": _LLAMA3_REGEX}, "behavior": "Isolated"},
+            {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False},
+        ],
+    }
+    assert _pre_tokenizer(spec, FAMILIES["glm4"]) == _pre_tokenizer(spec, FAMILIES["glm"]) == "chatglm-bpe"
+    assert _pre_tokenizer(spec, FAMILIES["llama"]) == "llama-bpe"
