@@ -272,3 +272,19 @@ def test_glm_tokenizer_split_is_chatglm_bpe():
     }
     assert _pre_tokenizer(spec, FAMILIES["glm4"]) == _pre_tokenizer(spec, FAMILIES["glm"]) == "chatglm-bpe"
     assert _pre_tokenizer(spec, FAMILIES["llama"]) == "llama-bpe"
+
+
+def test_end_of_turn_prefers_a_stop_word_other_than_eos(tok):
+    """llama.cpp stops at EOS anyway; the end-of-turn key should name the template's other stop marker (GLM-4's
+    template stops at <|endoftext|>, the EOS, and at <|user|>, which llama.cpp's own converter writes as EOT)."""
+    from tuneboard.export.gguf_vocab import _special_tokens
+
+    class Writer:
+        def __getattr__(self, name):
+            return lambda value: calls.setdefault(name, value)
+
+    other = next(t for t in ("<|im_start|>", "<|endoftext|>", "<|im_end|>") if t != tok.eos_token)
+    for stops, want in [((tok.eos_token, other, "no such token"), other), ((tok.eos_token,), tok.eos_token)]:
+        calls = {}
+        _special_tokens(Writer(), tok, SimpleNamespace(stop_words=stops), SimpleNamespace(bos_token_id=None))
+        assert calls["add_eot_token_id"] == tok.convert_tokens_to_ids(want)

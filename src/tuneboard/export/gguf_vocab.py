@@ -50,9 +50,9 @@ def _vocabulary(tokenizer: Any, n_vocab: int, family: Family) -> tuple[list[str]
     if model.get("type") != "BPE" or (spec.get("decoder") or {}).get("type") != "ByteLevel":
         kind = model.get("type") or type(tokenizer).__name__
         raise TuneboardError(
-            f"GGUF export supports byte-level BPE tokenizers (GPT-2, Qwen2, Llama 3 style); this one is {kind} "
-            "(e.g. SentencePiece). Export a safetensors directory and convert it with llama.cpp's "
-            "convert_hf_to_gguf.py"
+            f"GGUF export writes byte-level BPE tokenizers (GPT-2, Qwen2, Llama 3, GLM-4 style); this one is "
+            f"{kind} without byte-level decoding (SentencePiece style, as Gemma's and Mistral's are). Export with "
+            "export_format: hf and convert the directory with llama.cpp's convert_hf_to_gguf.py"
         )
     vocab = tokenizer.get_vocab()
     if max(vocab.values()) >= n_vocab:
@@ -114,12 +114,24 @@ def _special_tokens(writer: Any, tokenizer: Any, template: Any, config: Any) -> 
     writer.add_add_eos_token(tokenizer.eos_token_id is not None and ids[-1:] == [tokenizer.eos_token_id])
     if tokenizer.pad_token_id is not None:
         writer.add_pad_token_id(tokenizer.pad_token_id)
-    stops = [w for w in getattr(template, "stop_words", ()) if w]
-    if stops:  # the end-of-turn marker of the chat template, when it is one token
-        eot = tokenizer.convert_tokens_to_ids(stops[0])
-        if (
-            isinstance(eot, int)
-            and eot != tokenizer.unk_token_id
-            and tokenizer.convert_ids_to_tokens(eot) == stops[0]
-        ):
-            writer.add_eot_token_id(eot)
+    # the chat template's end-of-turn marker, when it is one token; llama.cpp stops at EOS anyway, so a marker
+    # other than EOS is preferred (GLM-4: <|user|> after <|endoftext|>; Gemma: <end_of_turn> before <eos>)
+    single = [
+        t
+        for t in (_one_token(tokenizer, w) for w in getattr(template, "stop_words", ()) if w)
+        if t is not None
+    ]
+    others = [t for t in single if t != tokenizer.eos_token_id]
+    if others or single:
+        writer.add_eot_token_id((others or single)[0])
+
+
+def _one_token(tokenizer: Any, text: str) -> int | None:
+    tid = tokenizer.convert_tokens_to_ids(text)
+    if (
+        isinstance(tid, int)
+        and tid != tokenizer.unk_token_id
+        and tokenizer.convert_ids_to_tokens(tid) == text
+    ):
+        return tid
+    return None
