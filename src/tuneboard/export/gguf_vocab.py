@@ -51,7 +51,7 @@ def _vocabulary(tokenizer: Any, n_vocab: int, family: Family) -> tuple[list[str]
         kind = model.get("type") or type(tokenizer).__name__
         raise TuneboardError(
             f"GGUF export writes byte-level BPE tokenizers (GPT-2, Qwen2, Llama 3, GLM-4 style); this one is "
-            f"{kind} without byte-level decoding (SentencePiece style, as Gemma's and Mistral's are). Export with "
+            f"{kind} without byte-level decoding (SentencePiece style, as Gemma's and Mistral 7B's are). Export with "
             "export_format: hf and convert the directory with llama.cpp's convert_hf_to_gguf.py"
         )
     vocab = tokenizer.get_vocab()
