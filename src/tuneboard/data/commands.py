@@ -18,10 +18,11 @@ from ..files import write_json_atomic
 from . import fastbpe
 from .documents import document_ids, is_document
 from .formats import SHAREGPT_TAGS, mapped_fields, to_conversation
+from .kto import encode_kto, tag_counts
 from .pairs import encode_pairs
-from .pipeline import sniff_formatting
 from .readers import read_file, read_records
 from .registry import INFO_FILE, DatasetSpec, read_registry, resolve, spec_for_path, spec_from_entry
+from .sniff import sniff_formatting
 from .templates.named import tool_templates
 from .tokenize import IGNORE, encode, keep_chars_for
 
@@ -213,6 +214,7 @@ def check(spec: DatasetSpec, tokenizer: Any = None, template: Any = None, cutoff
         "multi_turn": sum(1 for c in convs if len(c.messages) > 2),
         "with_tools": sum(1 for c in convs if c.tools),
         "pairs": sum(1 for c in convs if c.rejected is not None),
+        "kto": dict(zip(("desirable", "undesirable"), tag_counts(convs), strict=True)),
         "documents": sum(1 for c in convs if is_document(c)),
         "tools_rendered": None if template is None else template.renders_tools,
         "unmapped_fields": dict(unmapped),
@@ -291,6 +293,11 @@ def format_check(report: dict) -> str:
         lines.append(
             f"  preference pairs (chosen + rejected reply): {report['pairs']}; trained with stage: dpo or rm"
         )
+    if any(report.get("kto", {}).values()):
+        lines.append(
+            f"  KTO replies (kto_tag): {report['kto']['desirable']} desirable, {report['kto']['undesirable']} "
+            "undesirable; trained with stage: kto"
+        )
     if report.get("documents"):
         lines.append(
             f"  pre-training text (no reply): {report['documents']} documents; trained with stage: pt, "
@@ -343,14 +350,18 @@ def preview(spec: DatasetSpec, tokenizer: Any, template: Any, n: int = 2, cutoff
                 + _marked(tokenizer, ids, ids)
             )
             continue
-        enc, _ = encode([conv], template, tokenizer, cutoff_len=cutoff_len)
+        kind = "" if conv.kto_tag is None else f"{'un' * (not conv.kto_tag)}desirable reply (kto_tag), "
+        if conv.kto_tag is None:
+            enc, _ = encode([conv], template, tokenizer, cutoff_len=cutoff_len)
+        else:  # as stage kto trains it: the final reply alone
+            enc, _ = encode_kto([conv], template, tokenizer, cutoff_len)
         if not enc["input_ids"]:
             out.append(f"--- record {i}: dropped (no trainable token within cutoff_len={cutoff_len})")
             continue
         ids, labels = enc["input_ids"][0], enc["labels"][0]
         n_trained = sum(1 for lab in labels if lab != IGNORE)
         out.append(
-            f"--- record {i}: {len(ids)} tokens, {n_trained} trained (between [[ and ]])\n"
+            f"--- record {i}: {kind}{len(ids)} tokens, {n_trained} trained (between [[ and ]])\n"
             + _marked(tokenizer, ids, labels)
         )
     return "\n".join(out)
