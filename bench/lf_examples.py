@@ -5,11 +5,12 @@
 
 LF_EXAMPLES is LLaMA-Factory's `examples/` directory, or a git directory of the LLaMA-Factory repository (as the
 `fetch` tool gives), read at HEAD. Only the configs in train_lora/, train_full/ and extras/ are taken; the
-multimodal ones and those of the stages tuneboard does not run yet (kto, ppo) are skipped and listed.
+multimodal ones and those of the stage tuneboard does not run yet (ppo) are skipped and listed.
 
 Each config is changed in these keys only: model_name_or_path (the tiny model), adapter_name_or_path (the adapter
 of the first LoRA run, for predict configs), dataset / eval_dataset / dataset_dir (the bundled `identity`
-dataset; the preference pairs `dpo_zh_demo` for stages dpo and rm, the text `pt_zh_demo` for pt), output_dir and tokenized_path (inside a scratch directory, the working directory of the run, where
+dataset; the preference pairs `dpo_zh_demo` for stages dpo and rm, the tagged replies `kto_zh_demo` for kto, the
+text `pt_zh_demo` for pt), output_dir and tokenized_path (inside a scratch directory, the working directory of the run, where
 the DeepSpeed JSON a config names is copied from LF's examples/deepspeed), and the sizes (max_steps, cutoff_len,
 batch 1, no gradient accumulation, max_samples, freeze_trainable_layers
 at most 2 of the tiny model's 4 layers). Every run is classified:
@@ -33,8 +34,13 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = ("train_lora", "train_full", "extras")
 MULTIMODAL = ("vl", "llava", "mossvl", "qwen2_5vl", "qwen3vl", "mllm", "video", "audio")
-STAGES = ("kto", "ppo")  # stages tuneboard does not run yet (dpo, rm and pt it does)
-DEMO_DATA = {"dpo": "dpo_zh_demo", "rm": "dpo_zh_demo", "pt": "pt_zh_demo"}  # the rest trains on identity
+STAGES = ("ppo",)  # stages tuneboard does not run yet (dpo, kto, rm and pt it does)
+DEMO_DATA = {
+    "dpo": "dpo_zh_demo",
+    "rm": "dpo_zh_demo",
+    "kto": "kto_zh_demo",
+    "pt": "pt_zh_demo",
+}  # else identity
 
 
 def listing(source: Path) -> dict[str, str]:

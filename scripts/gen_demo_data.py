@@ -581,6 +581,17 @@ DATASET_INFO = {
         "columns": {"prompt": "instruction", "chosen": "chosen", "rejected": "rejected"},
     },
     "pt_zh_demo": {"file_name": "pt_zh_demo.txt"},  # written by scripts/gen_pt_demo.py (stage pt)
+    "kto_zh_demo": {  # written by scripts/gen_kto_demo.py (stage kto), registered as LLaMA-Factory's kto_en_demo
+        "file_name": "kto_zh_demo.jsonl",
+        "formatting": "sharegpt",
+        "columns": {"messages": "messages", "kto_tag": "label"},
+        "tags": {
+            "role_tag": "role",
+            "content_tag": "content",
+            "user_tag": "user",
+            "assistant_tag": "assistant",
+        },
+    },
 }
 
 

@@ -24,7 +24,7 @@ from .method_keys import JSON_KEYS, MethodKeys, as_json_text, refused
 from .method_keys import validate as validate_methods
 
 STAGES = ("sft", "pt", "dpo", "kto", "rm")
-STAGES_NOT_YET = {"ppo", "kto"}
+STAGES_NOT_YET = {"ppo"}
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 # one field maker per group: `name: type = _train(default, help, choices)` is the whole declaration of a key

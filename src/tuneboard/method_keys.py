@@ -82,7 +82,8 @@ class MethodKeys:
         PREF_LOSSES,
     )
     pref_ftx: float = _method(
-        0.0, "dpo: weight of an SFT loss on the chosen replies added to the preference loss"
+        0.0,
+        "dpo/kto: weight of an SFT loss on the chosen (kto: desirable) replies added to the preference loss",
     )
     dpo_label_smoothing: float = _method(
         0.0, "dpo sigmoid loss: probability that a pair's labels are flipped, in [0, 0.5]"

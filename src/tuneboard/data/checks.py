@@ -15,9 +15,10 @@ from ..errors import DataError
 from . import fastbpe
 from .documents import document_ids, is_document
 from .formats import Conversation, mapped_fields, to_conversation
-from .pipeline import sniff_formatting
+from .kto import tag_counts
 from .readers import read_records
 from .registry import DatasetSpec
+from .sniff import sniff_formatting
 from .templates.named import tool_templates
 from .tokenize import encode, keep_chars_for
 
@@ -119,6 +120,7 @@ def check(spec: DatasetSpec, tokenizer: Any = None, template: Any = None, cutoff
         "multi_turn": sum(1 for c in convs if len(c.messages) > 2),
         "with_tools": sum(1 for c in convs if c.tools),
         "pairs": sum(1 for c in convs if c.rejected is not None),
+        "kto": dict(zip(("desirable", "undesirable"), tag_counts(convs), strict=True)),
         "documents": sum(1 for c in convs if is_document(c)),
         "tools_rendered": None if template is None else template.renders_tools,
         "unmapped_fields": dict(unmapped),
@@ -206,6 +208,11 @@ def format_check(report: dict) -> str:
     if report.get("pairs"):
         lines.append(
             f"  preference pairs (chosen + rejected reply): {report['pairs']}; trained with stage: dpo or rm"
+        )
+    if any(report.get("kto", {}).values()):
+        lines.append(
+            f"  KTO replies (kto_tag): {report['kto']['desirable']} desirable, {report['kto']['undesirable']} "
+            "undesirable; trained with stage: kto"
         )
     if report.get("documents"):
         lines.append(

@@ -52,6 +52,24 @@ class PairCollator:
         return PadCollator(self.pad_id, self.pad_to_multiple_of)(rows)
 
 
+@dataclass
+class KTOCollator:
+    """KTO records (data/kto.py): their rows, then their KL rows, padded into one batch of 2 x records, and
+    `kto_tags` (True where a reply is desirable)."""
+
+    pad_id: int
+    pad_to_multiple_of: int | None = 8
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        rows = [{"input_ids": f["input_ids"], "labels": f["labels"]} for f in features]
+        rows += [{"input_ids": f["kl_input_ids"], "labels": f["kl_labels"]} for f in features]
+        batch = PadCollator(self.pad_id, self.pad_to_multiple_of)(rows)
+        batch["kto_tags"] = torch.tensor([f["kto_tag"] for f in features], dtype=torch.bool)
+        return batch
+
+
 def block_causal_mask(lengths: list[int], dtype: Any) -> Any:
     """[1, 1, T, T] additive mask: causal within each sample, blocked across samples."""
     import torch

@@ -20,10 +20,11 @@ from .checks import format_check as format_check
 from .checks import tools_note as tools_note
 from .documents import document_ids, is_document
 from .formats import SHAREGPT_TAGS, to_conversation
+from .kto import encode_kto
 from .pairs import encode_pairs
-from .pipeline import sniff_formatting
 from .readers import read_file, read_records
 from .registry import INFO_FILE, DatasetSpec, read_registry, resolve, spec_for_path, spec_from_entry
+from .sniff import sniff_formatting
 from .tokenize import IGNORE, encode
 
 PLACEHOLDER = re.compile(r"\{\{(name|author)\}\}")
@@ -232,14 +233,18 @@ def preview(spec: DatasetSpec, tokenizer: Any, template: Any, n: int = 2, cutoff
                 + _marked(tokenizer, ids, ids)
             )
             continue
-        enc, _ = encode([conv], template, tokenizer, cutoff_len=cutoff_len)
+        kind = "" if conv.kto_tag is None else f"{'un' * (not conv.kto_tag)}desirable reply (kto_tag), "
+        if conv.kto_tag is None:
+            enc, _ = encode([conv], template, tokenizer, cutoff_len=cutoff_len)
+        else:  # as stage kto trains it: the final reply alone
+            enc, _ = encode_kto([conv], template, tokenizer, cutoff_len)
         if not enc["input_ids"]:
             out.append(f"--- record {i}: dropped (no trainable token within cutoff_len={cutoff_len})")
             continue
         ids, labels = enc["input_ids"][0], enc["labels"][0]
         n_trained = sum(1 for lab in labels if lab != IGNORE)
         out.append(
-            f"--- record {i}: {len(ids)} tokens, {n_trained} trained (between [[ and ]])\n"
+            f"--- record {i}: {kind}{len(ids)} tokens, {n_trained} trained (between [[ and ]])\n"
             + _marked(tokenizer, ids, labels)
         )
     return "\n".join(out)

@@ -2,7 +2,7 @@
 
 Data layer, next to tokenize.py (the conversations' masks) and pairs.py (preference pairs). A document is a
 `Conversation` holding one prompt message and no reply: LLaMA-Factory's `"columns": {"prompt": "text"}`
-entries, the lines of a .txt file, records with only a `text` field (pipeline.sniff_formatting marks them).
+entries, the lines of a .txt file, records with only a `text` field (sniff.sniff_formatting marks them).
 As LLaMA-Factory does for pt, a document is tokenized without a chat template, starts with BOS where the
 tokenizer adds one, ends with EOS, and the stream of documents is cut into blocks of cutoff_len tokens.
 Unlike LLaMA-Factory the short last block is kept, so no token is dropped.

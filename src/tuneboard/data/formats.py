@@ -66,6 +66,7 @@ class Conversation:
     rejected: Message | None = (
         None  # ranking data: the rejected final reply (`messages` ends with the chosen)
     )
+    kto_tag: bool | None = None  # KTO data: the final reply is desirable (True) or undesirable (False)
 
     @property
     def turns(self) -> list[tuple[Message, Message]]:
@@ -125,7 +126,7 @@ def from_alpaca(
     prompt = _text(record, columns.get("prompt"), where)
     query = _text(record, columns.get("query"), where)
     response_key = columns.get("response")
-    if not response_key:  # pre-training text (pipeline.sniff_formatting): one document, no reply
+    if not response_key:  # pre-training text (sniff.sniff_formatting): one document, no reply
         text = "\n".join(part for part in (prompt, query) if part)  # as LLaMA-Factory joins them
         if not text.strip():
             raise DataError(f"{where}: field '{columns.get('prompt')}' (the text) is missing or empty")
@@ -253,6 +254,7 @@ def to_conversation(
         conv = from_alpaca(record, columns, where, ranking)
     else:
         conv = from_sharegpt(record, columns, tags, where, ranking)
+    conv.kto_tag = _kto_tag(record, columns, where)
     size = len(conv.system) + len(conv.tools) + sum(len(m.content) for m in conv.messages)
     if size > MAX_RECORD_CHARS:
         raise DataError(
@@ -262,6 +264,21 @@ def to_conversation(
     _check_unicode(conv, where)
     _check_tools(conv, where)
     return conv
+
+
+def _kto_tag(record: dict[str, Any], columns: dict[str, str], where: str) -> bool | None:
+    """The record's `kto_tag` column when the entry maps one: true (a desirable reply) or false. LLaMA-Factory
+    trains a record whose tag is not a boolean as a plain reply; here it is refused."""
+    key = columns.get("kto_tag")
+    if not key:
+        return None
+    value = record.get(key)
+    if not isinstance(value, bool):
+        got = "nothing (the field is missing)" if key not in record else repr(value)
+        raise DataError(
+            f"{where}: field '{key}' (kto_tag) must be true (a desirable reply) or false (undesirable), got {got}"
+        )
+    return value
 
 
 def _check_tools(conv: Conversation, where: str) -> None:

@@ -103,12 +103,26 @@ def tokenize_pairs(convs: list[Conversation], template: Any, tokenizer: Any, cut
 
 
 def check_stage(stage: str, convs: list[Conversation], names: list[str]) -> None:
-    """Which stage may train which data: pairs only in dpo and rm (as in LLaMA-Factory), plain text only in
-    pt, and those stages only their kind. LLaMA-Factory trains pt on the prompts of conversations and drops
+    """Which stage may train which data: pairs only in dpo and rm (as in LLaMA-Factory), kto-tagged replies
+    only in kto, plain text only in pt, and those stages only their kind. LLaMA-Factory trains pt on the prompts of conversations and drops
     their replies; tuneboard refuses rather than drop them."""
     paired = sum(1 for c in convs if c.rejected is not None)
     docs = sum(1 for c in convs if is_document(c))
+    tagged = sum(1 for c in convs if c.kto_tag is not None)
     datasets = ", ".join(names)
+    if stage == "kto" and tagged < len(convs):
+        raise DataError(
+            f"stage kto trains on replies tagged desirable or not, but {len(convs) - tagged} of {len(convs)} "
+            f'records of {datasets} have no kto_tag (register the dataset with "columns": {{"kto_tag": ...}}, '
+            "a field holding true or false)"
+        )
+    if stage != "kto" and tagged:
+        bad = sum(1 for c in convs if c.kto_tag is False)
+        targets = f", which stage {stage} would train as targets" if stage == "sft" else ""
+        raise DataError(
+            f"{datasets}: {tagged} records are replies tagged desirable or not (kto_tag; {bad} undesirable"
+            f"{targets}); train them with stage: kto"
+        )
     if stage in ("dpo", "rm") and paired < len(convs):
         raise DataError(
             f"stage {stage} trains on preference pairs, but {len(convs) - paired} of {len(convs)} records of "

@@ -21,61 +21,13 @@ from ..errors import DataError
 from . import fastbpe, tokenized_dir
 from .cache import _fingerprint, cache_dir
 from .documents import encode_documents
-from .formats import Conversation, default_tags, effective_columns, to_conversation
+from .formats import Conversation, to_conversation
+from .kto import tokenize_kto
 from .pairs import check_stage, tokenize_pairs
 from .readers import read_records
 from .registry import DatasetSpec, resolve
+from .sniff import sniff_formatting
 from .tokenize import EncodeStats, build_labels, encode, render_and_tokenize
-
-CONVERSATION_FIELDS = ("instruction", "output", "conversations", "messages", "chosen")
-
-
-def _text_column(spec: DatasetSpec, records: list[Any]) -> str | None:
-    """The text field when the dataset is pre-training text: a .txt file; an alpaca entry that maps `prompt`
-    and no `response` to records without a reply field (LLaMA-Factory's c4_demo); a file passed by path whose
-    records hold `text` and no conversation field."""
-    if spec.path.endswith(".txt") and spec.load_from == "file":
-        return "text"
-    if spec.formatting != "alpaca" or spec.ranking or not records or not isinstance(records[0], dict):
-        return None
-    first, declared = records[0], spec.declared_columns
-    if declared is not None:
-        if "prompt" in declared and "response" not in declared and spec.columns["response"] not in first:
-            return declared["prompt"]
-        return None
-    if "text" in first and not any(f in first for f in CONVERSATION_FIELDS):
-        return "text"
-    return None
-
-
-def sniff_formatting(spec: DatasetSpec, records: list[Any]) -> DatasetSpec:
-    """A file passed by path has no entry: recognise ShareGPT / OpenAI records by their fields. Pre-training
-    text of any file gets no response column (formats.from_alpaca then makes one document of each record)."""
-    text = _text_column(spec, records)
-    if text is not None:
-        spec.formatting, spec.tags = "alpaca", {}
-        spec.columns = {**effective_columns("alpaca", spec.declared_columns), "prompt": text, "response": ""}
-        return spec
-    if spec.declared_columns is not None or not records or not isinstance(records[0], dict):
-        return spec
-    first = records[0]
-    fmt = spec.formatting
-    if "conversations" in first:
-        fmt = "sharegpt"
-    elif "messages" in first:
-        fmt = (
-            "openai"
-            if isinstance(first["messages"], list) and "role" in (first["messages"] or [{}])[0]
-            else "sharegpt"
-        )
-        if fmt == "sharegpt":
-            spec.columns = effective_columns("sharegpt", {"messages": "messages"})
-            spec.tags = default_tags("sharegpt")
-            spec.formatting = fmt
-            return spec
-    if fmt != spec.formatting:
-        spec.formatting, spec.columns, spec.tags = fmt, effective_columns(fmt, None), default_tags(fmt)
-    return spec
 
 
 def load_spec(spec: DatasetSpec, max_samples: int | None = None) -> list[Conversation]:
@@ -327,7 +279,7 @@ def prepare_datasets(
         raise DataError(
             f"tokenized_path is supported for stage sft; stage {cfg.stage} tokenizes its data each run"
         )
-    if cfg.stage in ("dpo", "rm"):
+    if cfg.stage in ("dpo", "rm", "kto"):
         return _pair_datasets(cfg, tokenizer, template, train_convs, val_convs)
     if cfg.stage == "pt":
         return _document_datasets(cfg, tokenizer, template, train_convs, val_convs)
@@ -378,13 +330,15 @@ def prepare_datasets(
 
 
 def _pair_datasets(cfg: Any, tokenizer: Any, template: Any, train_convs: list, val_convs: list) -> DataBundle:
-    """Preference pairs (stages dpo, rm): padded rows, never packed (a pair's two rows go side by side)."""
-    train = tokenize_pairs(train_convs, template, tokenizer, cfg.cutoff_len)
-    eval_set = tokenize_pairs(val_convs, template, tokenizer, cfg.cutoff_len) if val_convs else None
+    """Preference pairs (stages dpo, rm; data/pairs.py) or KTO's tagged replies with their KL rows (data/kto.py):
+    padded rows, never packed (a sample's rows go side by side)."""
+    make = tokenize_kto if cfg.stage == "kto" else tokenize_pairs
+    train = make(train_convs, template, tokenizer, cfg.cutoff_len)
+    eval_set = make(val_convs, template, tokenizer, cfg.cutoff_len) if val_convs else None
     for name, part in (("training", train), ("evaluation", eval_set)):
         if part is not None and len(part) == 0:
             raise DataError(
-                f"no {name} pairs left: all {part.stats.records} lost a reply to cutoff_len={cfg.cutoff_len}"
+                f"no {name} samples left: all {part.stats.records} lost a reply to cutoff_len={cfg.cutoff_len}"
             )
     return DataBundle(train, eval_set, getattr(template, "name", "auto"), False)
 

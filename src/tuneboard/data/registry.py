@@ -184,6 +184,11 @@ def spec_from_entry(name: str, entry: Any, dataset_dir: Path, use_modelscope: bo
             f"{where}: columns {', '.join(media)} hold images/videos/audio; multimodal models are not "
             "supported yet (tuneboard trains text-only models)"
         )
+    if ranking and "kto_tag" in declared:
+        raise DataError(
+            f"{where}: 'ranking' (chosen/rejected pairs, stage dpo or rm) and a 'kto_tag' column (replies tagged "
+            "desirable or not, stage kto) cannot be combined; register the two kinds of data apart"
+        )
     columns = effective_columns(formatting, declared)
     if ranking:
         columns = {"chosen": "chosen", "rejected": "rejected", **columns}

@@ -55,6 +55,15 @@ def run(cfg: Config, loaded: Any = None) -> dict[str, Any]:
     from ..data.tokenize import encode_prompts
 
     convs = eval_conversations(cfg)
+    undesirable = sum(1 for c in convs if c.kto_tag is False)
+    if undesirable:  # KTO data: an undesirable reply is no reference for what the model should answer
+        print(
+            f"note: {undesirable} of {len(convs)} records hold an undesirable reply (kto_tag false); evaluated "
+            "on the other records"
+        )
+        convs = [c for c in convs if c.kto_tag is not False]
+        if not convs:
+            raise TuneboardError("every record to evaluate holds an undesirable reply (kto_tag false)")
     prompts_conv, labels = [], []
     for c in convs:
         last = c.messages[-1]

@@ -69,10 +69,9 @@ class JsonlLogger(TrainerCallback):
         if "eval_loss" in logs:
             rec["eval_loss"] = round(float(logs["eval_loss"]), 6)
             rec["eval_perplexity"] = round(math.exp(min(float(logs["eval_loss"]), 50)), 4)
-        # a stage's own metrics (BaseTrainer.record: rewards/chosen, logps/rejected, eval_rewards/accuracies, ...)
-        rec.update(
-            {k: round(float(v), 6) for k, v in logs.items() if "/" in k and isinstance(v, (int, float))}
-        )
+        # a stage's own metrics (BaseTrainer.record: rewards/chosen, logps/rejected, eval_rewards/accuracies, kl, ...)
+        ours = {k: v for k, v in logs.items() if "/" in k or k in ("kl", "eval_kl")}
+        rec.update({k: round(float(v), 6) for k, v in ours.items() if isinstance(v, (int, float))})
         if len(rec) == 3:
             return
         rec["elapsed"] = round(elapsed, 2)

@@ -68,7 +68,12 @@ def summary(cfg: Config, model: Any, data: DataBundle, args: Any, precision: str
         f"template   {data.template_name}",
         f"train      {len(data.train)} samples, {s.tokens} tokens ({s.trained_tokens} trained) "
         f"from {', '.join(cfg.datasets)}"
-        + (f" ({s.records} documents cut into blocks of {cfg.cutoff_len})" if cfg.stage == "pt" else ""),
+        + (f" ({s.records} documents cut into blocks of {cfg.cutoff_len})" if cfg.stage == "pt" else "")
+        + (
+            " ({} desirable, {} undesirable replies)".format(*data.train.counts())
+            if cfg.stage == "kto"
+            else ""
+        ),
     ]
     if data.eval is not None:
         lines.append(f"eval       {len(data.eval)} samples, {data.eval.stats.tokens} tokens")

@@ -2,39 +2,25 @@
 (SLiC), ipo, orpo and simpo, with LLaMA-Factory's keys (pref_beta, pref_loss, pref_ftx, dpo_label_smoothing,
 simpo_gamma). As in LLaMA-Factory, ipo, orpo and simpo use each reply's average log-prob, the others its sum.
 
-The reference model: none for orpo and simpo; with LoRA the same model with its adapter switched off (no
-second copy); for full and freeze a frozen copy of the starting model, made once when the trainer is built.
+The reference model (reference.py, shared with kto.py): none for orpo and simpo; with LoRA the same model with
+its adapter switched off (no second copy); for full and freeze a frozen copy of the starting model, made once
+when the trainer is built.
 
-Training layer, a stage beside sft.py; trainer.BaseTrainer does the rest.
+Training layer, a stage beside sft.py and kto.py; reference.ReferenceTrainer and trainer.BaseTrainer do the rest.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from ...data.collate import PairCollator
-from ...data.tokenize import IGNORE
-from ..trainer import BaseTrainer
+from .reference import ReferenceTrainer, sequence_logps
 
 AVERAGED = ("ipo", "orpo", "simpo")
 REFERENCE_FREE = ("orpo", "simpo")
-
-
-def sequence_logps(model: Any, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum of the log-probs of each row's labelled tokens, and how many there are. Only positions whose next
-    token is labelled in some row are projected to the vocabulary (`logits_to_keep`, as in sft.labelled_loss)."""
-    targets = inputs["labels"][:, 1:]
-    keep = targets.ne(IGNORE).any(dim=0).nonzero(as_tuple=True)[0]
-    fields = {k: v for k, v in inputs.items() if k != "labels"}
-    logits = model(**fields, logits_to_keep=keep, use_cache=False).logits.float()
-    labels = targets[:, keep]
-    mask = labels.ne(IGNORE)
-    picked = torch.gather(logits.log_softmax(-1), 2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (picked * mask).sum(-1), mask.sum(-1)
 
 
 def preference_loss(
@@ -73,25 +59,12 @@ def preference_loss(
     return losses, beta * (chosen - ref_chosen).detach(), beta * (rejected - ref_rejected).detach()
 
 
-class DPOTrainer(BaseTrainer):
-    def __init__(self, model: Any, args: Any, data: Any, tokenizer: Any, cfg: Any) -> None:
-        super().__init__(model=model, args=args, data=data, tokenizer=tokenizer, cfg=cfg)
-        self.model_accepts_loss_kwargs = (
-            False  # the loss is a mean over pairs: the Trainer divides by accumulation
-        )
-        self.ref_model = None
-        if cfg.pref_loss not in REFERENCE_FREE and not hasattr(model, "disable_adapter"):
-            self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+class DPOTrainer(ReferenceTrainer):
+    def needs_reference(self, cfg: Any) -> bool:
+        return cfg.pref_loss not in REFERENCE_FREE
 
     def make_collator(self, model: Any, data: Any, tokenizer: Any) -> Any:
         return PairCollator(pad_id=tokenizer.pad_token_id)
-
-    def reference_logps(self, model: Any, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.no_grad():
-            if self.ref_model is not None:
-                return sequence_logps(self.ref_model.to(self.args.device), inputs)
-            with self.accelerator.unwrap_model(model).disable_adapter():
-                return sequence_logps(model, inputs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         cfg = self.cfg
