@@ -24,9 +24,12 @@ def sequence_logps(model: Any, inputs: dict[str, Any]) -> tuple[torch.Tensor, to
     fields = {k: v for k, v in inputs.items() if k != "labels"}
     logits = model(**fields, logits_to_keep=keep, use_cache=False).logits.float()
     labels = targets[:, keep]
-    mask = labels.ne(IGNORE)
-    picked = torch.gather(logits.log_softmax(-1), 2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (picked * mask).sum(-1), mask.sum(-1)
+    # log p(label) = -cross-entropy: its fused log-sum-exp keeps no [rows, positions, vocab] log-softmax for
+    # backward, unlike log_softmax + gather (same values; 0 at unlabelled positions)
+    picked = -torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=IGNORE, reduction="none"
+    ).view_as(labels)
+    return picked.sum(-1), labels.ne(IGNORE).sum(-1)
 
 
 class ReferenceTrainer(BaseTrainer):
