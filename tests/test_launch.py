@@ -52,10 +52,19 @@ def test_several_gpus_start_one_process_each():
     assert argv[-4:] == ["tuneboard", "--debug", "train", "dataset=x"]
 
 
+def test_deepspeed_always_runs_under_torchrun():
+    """DeepSpeed needs the rank variables a launcher sets (without them it tries MPI), even for one process."""
+    argv = launch.torchrun_argv(Config(deepspeed="ds_z3_config.json"), "cfg.yaml", ["seed=3"], gpus=0)
+    assert "--nproc_per_node=1" in argv and "--nnodes=1" in argv
+    assert argv[-4:] == ["tuneboard", "train", "cfg.yaml", "seed=3"]
+    assert "--nproc_per_node=2" in launch.torchrun_argv(Config(deepspeed="ds.json"), None, [], gpus=2)
+
+
 def test_already_under_a_launcher_does_nothing(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert launch.torchrun_argv(Config(nproc_per_node=2), "cfg.yaml", [], gpus=2) is None
+    assert launch.torchrun_argv(Config(deepspeed="ds.json"), "cfg.yaml", [], gpus=0) is None
 
 
 def test_multi_node_environment(monkeypatch):
@@ -120,3 +129,16 @@ def test_deepspeed_file_that_is_not_json(tmp_path, capsys):
     cfg.write_text(f"dataset: identity\noutput_dir: {tmp_path / 'out'}\ndeepspeed: {bad}\n")
     assert tuneboard(["train", str(cfg)]) == 1
     assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_deepspeed_fp16_on_a_cpu_is_refused_before_anything_starts(tmp_path, capsys):
+    ds = json.loads((ROOT / "examples" / "deepspeed" / "ds_z3_config.json").read_text())
+    ds["fp16"]["enabled"] = True  # DeepSpeed refuses it on a CPU; "auto" follows the config's fp16/bf16
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps(ds))
+    cfg = tmp_path / "ds.yaml"
+    cfg.write_text(f"dataset: identity\noutput_dir: {tmp_path / 'out'}\ndeepspeed: {path}\nuse_cpu: true\n")
+    assert tuneboard(["train", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert "fp16.enabled to true, which DeepSpeed refuses on a CPU" in err and '"auto"' in err
+    assert not (tmp_path / "out").exists()

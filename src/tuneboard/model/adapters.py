@@ -205,7 +205,7 @@ def prepare(model: Any, cfg: Config, adapters: list[str]) -> Any:
 def count_parameters(model: Any) -> tuple[int, int]:
     total = trainable = 0
     for p in model.parameters():
-        n = p.numel()
+        n = getattr(p, "ds_numel", None) or p.numel()  # DeepSpeed ZeRO-3 leaves an empty local tensor
         total += n
         if p.requires_grad:
             trainable += n

@@ -14,7 +14,7 @@ from typing import Any
 from ..config import Config
 from ..errors import ConfigError
 from ..method_keys import TRAINING_ARGUMENTS
-from .launch import warn, world_size
+from .launch import visible_gpus, warn, world_size
 from .optimizer import check_packages, low_rank_arguments
 
 
@@ -61,6 +61,12 @@ def check_deepspeed(cfg: Config) -> None:
         raise ConfigError(f"{cfg.source}: deepspeed: {path} is not valid JSON ({exc})") from None
     if not isinstance(ds, dict):
         raise ConfigError(f"{cfg.source}: deepspeed: {path} must hold a JSON object")
+    fp16 = ds.get("fp16")
+    if isinstance(fp16, dict) and fp16.get("enabled") is True and (cfg.use_cpu or not visible_gpus()):
+        raise ConfigError(
+            f"{cfg.source}: deepspeed: {path} sets fp16.enabled to true, which DeepSpeed refuses on a CPU; "
+            'set it to "auto" (it then follows bf16 / fp16 in the config, as far as this machine can)'
+        )
     import importlib.util
 
     if importlib.util.find_spec("deepspeed") is None:

@@ -1,5 +1,6 @@
 """Several training processes: `tuneboard train` re-runs itself under torchrun when more than one GPU is
-visible, `nproc_per_node` > 1 is set, or NNODES > 1 (with NODE_RANK, MASTER_ADDR, MASTER_PORT).
+visible, `nproc_per_node` > 1 is set, NNODES > 1 (with NODE_RANK, MASTER_ADDR, MASTER_PORT), or `deepspeed:` is
+set (even for one process).
 
 Interface layer (cli.py calls it); no training logic. Under torchrun / accelerate launch it does nothing.
 """
@@ -59,12 +60,15 @@ def free_port() -> int:
 def torchrun_argv(
     cfg: Config, config_path: str | None, overrides: list[str], debug: bool = False, gpus: int | None = None
 ) -> list[str] | None:
-    """The torchrun command that runs this training on several processes, or None for one process."""
+    """The torchrun command that runs this training on several processes (or on one, with DeepSpeed), or None
+    for one plain process."""
     if under_launcher():
         return None
     nnodes = _env_int("NNODES", 1, minimum=1)
     nproc = cfg.nproc_per_node or max(visible_gpus() if gpus is None else gpus, 1)
-    if nproc == 1 and nnodes == 1:
+    # DeepSpeed started without a launcher looks for its rank through MPI (and fails without mpi4py); under
+    # torchrun it reads RANK, WORLD_SIZE, MASTER_ADDR, ... instead, so a DeepSpeed run always has a launcher
+    if nproc == 1 and nnodes == 1 and not cfg.deepspeed:
         return None
     node_rank = _env_int("NODE_RANK", 0)
     if node_rank >= nnodes:
@@ -120,7 +124,8 @@ def run(argv: list[str]) -> int:
     nproc = next(a.split("=", 1)[1] for a in argv if a.startswith("--nproc_per_node="))
     nnodes = next(a.split("=", 1)[1] for a in argv if a.startswith("--nnodes="))
     where = f" on each of {nnodes} nodes" if nnodes != "1" else ""
-    print(f"launching {nproc} training processes{where} with torchrun", file=sys.stderr, flush=True)
+    what = "1 training process" if nproc == "1" else f"{nproc} training processes"
+    print(f"launching {what}{where} with torchrun", file=sys.stderr, flush=True)
     proc = subprocess.Popen(argv, start_new_session=True)  # an argument list, never a shell
     handler = _forward_interrupt(proc)
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
