@@ -45,6 +45,11 @@ def test_lf_method_keys_are_accepted_with_their_types():
         ({"use_llama_pro": True}, "use_llama_pro needs finetuning_type: freeze"),
         ({"use_muon": True, "loraplus_lr_ratio": 16}, "set only one of use_muon, loraplus_lr_ratio"),
         ({"use_badam": True}, "use_badam trains full weights block by block"),
+        ({"use_dft_loss": True, "use_asft_loss": True}, "set only one of use_dft_loss, use_asft_loss"),
+        (
+            {"use_asft_loss": True, "stage": "dpo", "dataset": "dpo_zh_demo"},
+            "use_asft_loss is a loss of stage sft",
+        ),
         ({"lr_scheduler_kwargs": "[1, 2]"}, "'lr_scheduler_kwargs' must be a mapping"),
         ({"galore_proj_type": "diagonal"}, "'galore_proj_type' is 'diagonal'; expected one of"),
     ],
@@ -61,7 +66,7 @@ def test_bad_method_values_say_what_is_wrong(data, message):
         ("mixture_of_depths", "convert", "mixture-of-depths"),
         ("ray_num_workers", 4, "Ray"),
         ("quantization_method", "hqq", "GPU packages"),
-        ("use_asft_loss", True, "ASFT"),
+        ("fp8", True, "FP8 GPU"),
     ],
 )
 def test_keys_that_cannot_run_are_refused_in_one_line(key, value, reason):
@@ -72,12 +77,10 @@ def test_keys_that_cannot_run_are_refused_in_one_line(key, value, reason):
 
 
 def test_refused_keys_left_off_and_their_companions_are_noted_not_fatal():
-    cfg, notes = from_dict(
-        {"use_asft_loss": False, "asft_alpha": 1.0, "quantization_method": "bnb"}, "c.yaml"
-    )
+    cfg, notes = from_dict({"fp8": False, "fp8_backend": "te", "quantization_method": "bnb"}, "c.yaml")
     assert notes == [
-        "c.yaml: 'use_asft_loss' is ignored (off)",
-        "c.yaml: 'asft_alpha' is ignored (use_asft_loss is not supported)",
+        "c.yaml: 'fp8' is ignored (off)",
+        "c.yaml: 'fp8_backend' is ignored (fp8 is not supported)",
         "c.yaml: 'quantization_method' is ignored (the default)",
     ]
 

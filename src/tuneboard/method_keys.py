@@ -22,7 +22,6 @@ REFUSED_KEYS = {
     "use_hyper_parallel": "hyper-parallel training needs several GPUs; not supported",
     "mixture_of_depths": "mixture-of-depths conversion (the MoD package) is not supported",
     "use_unsloth_gc": "Unsloth's gradient checkpointing needs the unsloth package and a CUDA GPU; not supported",
-    "use_asft_loss": "the ASFT loss is not supported; tuneboard trains with cross-entropy on the labelled tokens",
     "ray_num_workers": "Ray training is not supported; run `tuneboard train` on each machine (torchrun)",
     "ray_run_name": "Ray training is not supported; run `tuneboard train` on each machine (torchrun)",
     "quantization_method": "only bitsandbytes (quantization_bit: 4 or 8, CUDA) is supported; "
@@ -32,7 +31,6 @@ REFUSED_KEYS = {
 }
 # companions of a refused key, accepted and ignored when that key is off (badam_mode with use_badam: false)
 REFUSED_PREFIXES = {
-    "asft_": "use_asft_loss",
     "ray_": "Ray",
     "fp8_": "fp8",
 }
@@ -103,6 +101,12 @@ class MethodKeys:
         False, "sft: EAFT loss, each token's cross-entropy weighted by (top-20 entropy / 3) ** eaft_alpha"
     )
     eaft_alpha: float = _method(1.0, "EAFT: power of the entropy weight")
+    use_asft_loss: bool = _method(
+        False,
+        "sft: ASFT loss, the DFT loss plus asft_alpha x KL(reference || model) on the labelled tokens (the "
+        "reference: LoRA's base with the adapter off, else a frozen copy)",
+    )
+    asft_alpha: float = _method(0.1, "ASFT: weight of the KL term that anchors the model to its reference")
     tokenized_path: str | None = _data(
         None,
         "directory of the tokenized sets: written (then the run stops, as in LLaMA-Factory) when absent, "
@@ -243,11 +247,14 @@ def validate(cfg: Any, where: str) -> None:
         raise ConfigError(f"{where}: use_badam trains full weights block by block: set finetuning_type: full")
     if cfg.use_badam and not 0 < cfg.badam_update_ratio <= 1:
         raise ConfigError(f"{where}: 'badam_update_ratio' must be in (0, 1], got {cfg.badam_update_ratio}")
-    for key in ("use_dft_loss", "use_eaft_loss"):
-        if getattr(cfg, key) and cfg.stage not in ("sft", "pt"):
+    losses = [k for k in ("use_dft_loss", "use_eaft_loss", "use_asft_loss") if getattr(cfg, k)]
+    for key in losses:
+        if cfg.stage not in ("sft", "pt"):
             raise ConfigError(f"{where}: {key} is a loss of stage sft, not of stage {cfg.stage}")
-    if cfg.use_dft_loss and cfg.use_eaft_loss:
-        raise ConfigError(f"{where}: set only one of use_dft_loss and use_eaft_loss")
+    if len(losses) > 1:
+        raise ConfigError(f"{where}: set only one of {', '.join(losses)}")
+    if cfg.asft_alpha < 0:
+        raise ConfigError(f"{where}: 'asft_alpha' must not be negative, got {cfg.asft_alpha}")
     if cfg.eaft_alpha < 0:
         raise ConfigError(f"{where}: 'eaft_alpha' must not be negative, got {cfg.eaft_alpha}")
     if cfg.use_llama_pro and cfg.finetuning_type != "freeze":

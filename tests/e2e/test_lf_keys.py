@@ -338,3 +338,58 @@ def test_eaft_loss_weights_each_token_by_its_top20_entropy_and_trains(workspace)
     with torch.no_grad():
         after, _ = labelled_loss(trained, dict(batch))
     assert float(after) < float(plain) - 1.0, (float(plain), float(after))
+
+
+def test_asft_loss_is_dft_plus_kl_to_the_reference_and_trains(workspace):
+    """use_asft_loss (LLaMA-Factory's asft examples): DFT's loss plus asft_alpha x KL(reference || model) per
+    labelled token, computed here independently; the KL is 0 while the model is its reference, and a LoRA and
+    a full run (adapter off / frozen copy as the reference) both train."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tuneboard.model.tiny import ensure
+    from tuneboard.train.stages.sft import labelled_loss
+
+    from .conftest import train
+
+    batch = _first_samples(workspace)
+    model = AutoModelForCausalLM.from_pretrained(ensure(), dtype=torch.float32)
+    other = AutoModelForCausalLM.from_pretrained(ensure(), dtype=torch.float32)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(torch.randn_like(p) * 0.05)  # a reference that differs from the model
+    fields = {k: v for k, v in batch.items() if k != "labels"}
+    logits = model(**fields).logits[:, :-1].float()
+    ref = other(**fields).logits[:, :-1].float()
+    targets = batch["labels"][:, 1:]
+    valid = targets.ne(-100)
+    logp = torch.log_softmax(logits, -1)
+    picked = logp.gather(-1, targets.clamp(min=0)[..., None])[..., 0]
+    q = torch.softmax(ref, -1)
+    kl = (q * (torch.log(q) - logp)).sum(-1)
+    want = float(((-(picked.exp()) * picked + 0.05 * kl)[valid]).sum() / valid.sum())
+
+    def reference(inputs, keep):
+        return other(**inputs, logits_to_keep=keep).logits
+
+    got, _ = labelled_loss(model, dict(batch), reference=reference, asft_alpha=0.05)
+    assert abs(float(got) - want) < 1e-5, (float(got), want)
+    same, _ = labelled_loss(model, dict(batch), reference=lambda i, k: model(**i, logits_to_keep=k).logits)
+    dft, _ = labelled_loss(model, dict(batch), dft=True)
+    assert abs(float(same) - float(dft)) < 1e-6  # policy = reference: the KL term is 0
+
+    plain, _ = labelled_loss(model, dict(batch))
+    run = train(
+        workspace, "asft-full", finetuning_type="full", use_asft_loss=True, asft_alpha=0.05, max_steps=12,
+        logging_steps=1, learning_rate=2e-3, save_strategy="no",
+    )  # fmt: skip
+    trained = AutoModelForCausalLM.from_pretrained(run, dtype=torch.float32)
+    with torch.no_grad():
+        after, _ = labelled_loss(trained, dict(batch))
+    assert float(after) < float(plain) - 1.0, (float(plain), float(after))  # it learns the data
+    lora = train(
+        workspace, "asft-lora", finetuning_type="lora", use_asft_loss=True, max_steps=2, logging_steps=1,
+        save_strategy="no",
+    )  # fmt: skip
+    logged = [json.loads(line) for line in (lora / "trainer_log.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in logged if "loss" in r] and (lora / "adapter_model.safetensors").exists()

@@ -32,6 +32,18 @@ def sequence_logps(model: Any, inputs: dict[str, Any]) -> tuple[torch.Tensor, to
     return picked.sum(-1), labels.ne(IGNORE).sum(-1)
 
 
+def frozen_copy(model: Any) -> Any:
+    """The reference for full and freeze training: the starting model, copied once, in eval mode, no gradients."""
+    return copy.deepcopy(model).eval().requires_grad_(False)
+
+
+def placed(reference: Any, policy: Any) -> Any:
+    """The frozen copy on the policy's device and in its dtype: DeepSpeed turns the policy (not the copy made
+    before it) into bf16, and the two must compute alike."""
+    param = next(p for p in policy.parameters() if p.is_floating_point())
+    return reference.to(device=param.device, dtype=param.dtype)
+
+
 class ReferenceTrainer(BaseTrainer):
     """A trainer whose loss is a mean over samples (the Trainer divides it by accumulation) and that may ask a
     reference model for log-probs (`reference_logps`)."""
@@ -41,7 +53,7 @@ class ReferenceTrainer(BaseTrainer):
         self.model_accepts_loss_kwargs = False
         self.ref_model = None
         if self.needs_reference(cfg) and not hasattr(model, "disable_adapter"):
-            self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+            self.ref_model = frozen_copy(model)
 
     def needs_reference(self, cfg: Any) -> bool:
         return True
@@ -49,6 +61,6 @@ class ReferenceTrainer(BaseTrainer):
     def reference_logps(self, model: Any, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             if self.ref_model is not None:
-                return sequence_logps(self.ref_model.to(self.args.device), inputs)
+                return sequence_logps(placed(self.ref_model, model), inputs)
             with self.accelerator.unwrap_model(model).disable_adapter():
                 return sequence_logps(model, inputs)
