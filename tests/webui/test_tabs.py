@@ -68,3 +68,17 @@ def test_eval_results_and_export_listing(tmp_path):
     assert ["sub/model.safetensors", "2.0 KB"] in listing.values.tolist()
     assert files_table("en", None).empty
     assert default_dir("builtin:tiny", "run/checkpoint-5") == "exports/builtin-tiny-run-checkpoint-5"
+
+
+def test_the_tab_bar_holds_only_tabs(tmp_path):
+    """gradio 6 places a tab opened for the first time by its position among the tab bar's children: a state
+    built between two tabs made Export's button read "Evaluate" once Evaluate had been opened."""
+    import gradio as gr
+
+    from tuneboard.webui.app import build_app
+
+    (tmp_path / "data").mkdir()
+    tabs = [b for b in build_app(tmp_path).blocks.values() if isinstance(b, gr.Tabs)]
+    assert tabs
+    for bar in tabs:
+        assert [type(c).__name__ for c in bar.children if not isinstance(c, gr.Tab)] == []

@@ -92,7 +92,7 @@ def build(ctx: Ctx) -> dict[str, Any]:
             log = ui.box(gr.Textbox, "train.log", lines=10, max_lines=10, autoscroll=True, elem_id="eval-log")
         warn = gr.Markdown(elem_id="eval-warn")
         preds = ui.box(gr.Dataframe, "eval.predictions", interactive=False, wrap=True, elem_id="eval-preds")
-    chosen = gr.State(False)  # the test sets were picked by hand: no longer moved to a new split
+        chosen = gr.State(False)  # the test sets were picked by hand: no longer moved to a new split
     datasets.input(lambda: True, None, chosen, show_progress="hidden")
     ctx.pickers += [(datasets, "test"), (chosen, "chosen")]
 

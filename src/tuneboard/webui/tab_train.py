@@ -227,6 +227,11 @@ def build(ctx: Ctx) -> dict[str, Any]:
             elem_classes=["tb-log"],
         )
         runs = ui.box(gr.Dataframe, "train.runs", interactive=False, wrap=True, elem_id="train-runs")
+        # states live inside the tab: one between two tabs shifts where gradio's tab bar puts the tabs after
+        # it when they are first opened (Export's button then read "Evaluate").
+        # The learning rate the form last put in the box: another value there was typed, and suggestions keep it
+        lr_given = gr.State(v["learning_rate"])
+        preset_of = gr.State(preset_kind(lookup.BUILTIN))  # which preset the form holds
     ctx.pickers.append((datasets, "train"))
     preset_boxes = [lr, epochs, batch, accum, decay, sched, warmup, cutoff, logging, save, seed]
     form_boxes = {
@@ -238,9 +243,6 @@ def build(ctx: Ctx) -> dict[str, Any]:
         **dict(zip(PRESET_KEYS, preset_boxes, strict=True)),
     }  # fmt: skip
     form_keys, form_inputs = list(form_boxes), list(form_boxes.values())
-    # the learning rate the form last put in the box: another value there was typed, and suggestions keep it
-    lr_given = gr.State(v["learning_rate"])
-    preset_of = gr.State(preset_kind(lookup.BUILTIN))  # which preset the form holds
 
     def collect(args: tuple) -> tuple[dict[str, Any], str, Path, bool]:
         lang, model, hub, ft, output, template, trust = args[:7]
