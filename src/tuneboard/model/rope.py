@@ -40,7 +40,12 @@ def apply(config: Any, kind: str, length: int) -> dict[str, Any] | None:
     if not params and not hasattr(config, "rope_theta"):
         warn(f"rope_scaling: {kind}: this model has no rotary position embeddings; ignored")
         return None
-    old = int(params.get("original_max_position_embeddings") or config.max_position_embeddings)
+    if params.get("rope_type", "default") != "default":  # scaled already (Llama 3.1, Qwen2.5's YaRN, ...)
+        warn(
+            f"rope_scaling: {kind}: the model already uses {params['rope_type']} RoPE scaling; kept as it is"
+        )
+        return None
+    old = int(config.max_position_embeddings)
     if length <= old:
         warn(f"rope_scaling: {kind}: cutoff_len {length} fits the model's {old} positions; no scaling")
         return None

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-OUTSIDE = ("embed", "lm_head", "wte", "wpe", "score")  # 2-D weights that are not hidden matrices
+OUTSIDE = ("embed", "lm_head", "wte", "wpe", "score", "v_head")  # 2-D weights that are not hidden matrices
 
 
 def is_hidden_matrix(name: str, param: Any) -> bool:
@@ -59,7 +59,8 @@ def build(
     if not hidden:  # nothing for Muon (e.g. freeze training only norms): a placeholder without gradients
         hidden = [torch.nn.Parameter(torch.zeros(1, 1))]
     muon = torch.optim.Muon(hidden, lr=lr, weight_decay=weight_decay, adjust_lr_fn="match_rms_adamw")
-    adamw = torch.optim.AdamW(
-        rest or [torch.nn.Parameter(torch.zeros(1))], lr=lr, weight_decay=weight_decay, betas=betas, eps=eps
-    )
+    decay = [p for p in rest if p.ndim >= 2]  # as the Trainer does: no weight decay on norms and biases
+    groups = [dict(params=decay), dict(params=[p for p in rest if p.ndim < 2], weight_decay=0.0)]
+    groups = [g for g in groups if g["params"]] or [dict(params=[torch.nn.Parameter(torch.zeros(1))])]
+    adamw = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, betas=betas, eps=eps)
     return MuonWithAdamW(muon, adamw)

@@ -21,13 +21,20 @@ from .common import Ctx, relpath
 from .locales import LANGS, t
 
 # logged values drawn beside the loss, when the trainer log has them (dpo / rm / kto)
-EXTRA_CURVES = (("rewards/accuracies", "plot.reward_accuracy"), ("rewards/margins", "plot.reward_margin"))
+EXTRA_CURVES = (  # dpo / rm: accuracy and margin; kto: its chosen reward and KL estimate
+    ("rewards/accuracies", "plot.reward_accuracy"),
+    ("rewards/margins", "plot.reward_margin"),
+    ("rewards/chosen", "plot.reward_chosen"),
+    ("kl", "plot.kl"),
+)
 CURVE_COLORS = {
     "plot.loss": "#9ca3af",
     "plot.smoothed": "#2563eb",
     "plot.eval_loss": "#ea580c",
     "plot.reward_accuracy": "#16a34a",
     "plot.reward_margin": "#9333ea",
+    "plot.reward_chosen": "#0d9488",
+    "plot.kl": "#ca8a04",
 }
 ENDED = ("finished", "stopped", "failed")
 
